@@ -1,0 +1,37 @@
+# Every target that runs code creates the virtual environment first when it is
+# missing, so `make test` and `make bench` each work as the only command on a
+# fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-slow bench perf lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+bench: $(STAMP)
+	$(PY) -m mlmbias.bench_main
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mlmbias tests bench
+	$(VENV)/bin/ruff format --check mlmbias tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format mlmbias tests bench
+	$(VENV)/bin/ruff check --fix mlmbias tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache results

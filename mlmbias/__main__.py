@@ -1,0 +1,5 @@
+import sys
+
+from mlmbias.cli import main
+
+sys.exit(main())

@@ -1,0 +1,167 @@
+"""Study configuration: seed, replications, level, methods, DGP overrides, grid.
+
+Loaded from TOML::
+
+    seed = 20250713
+    replications = 500
+    level = 0.94
+    methods = ["fe", "re-reml"]
+    [dgp]            # overrides of DGP fields for every condition
+    noise_sd = 10
+    [grid]           # DGP field -> list of values; conditions are their product
+    n_regions = [10, 50]
+    confounding = [2.0, 0.0]
+    [bayes]          # settings of the Bayesian methods (chains, warmup, draws, ...)
+    chains = 4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlmbias.dgp import DGP
+from mlmbias.errors import ConfigError
+from mlmbias.registry import get_method
+
+_TABLES = ("dgp", "grid", "bayes")
+_SCALARS = ("name", "seed", "replications", "level", "methods")
+
+
+@dataclass(frozen=True)
+class Study:
+    seed: int = 0
+    replications: int = 100
+    level: float = 0.94
+    methods: tuple[str, ...] = ()
+    dgp: Mapping[str, Any] = field(default_factory=dict)
+    grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    bayes: Mapping[str, Any] = field(default_factory=dict)
+    name: str = "study"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"'seed' must be an integer >= 0, got {self.seed!r}")
+        reps = self.replications
+        if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+            raise ConfigError(f"'replications' must be an integer >= 1, got {reps!r}")
+        level = self.level
+        if (
+            isinstance(level, bool)
+            or not isinstance(level, int | float)
+            or not math.isfinite(level)
+            or not 0 < level < 1
+        ):
+            raise ConfigError(f"'level' must lie in the open interval (0, 1), got {level!r}")
+        if isinstance(self.methods, str) or not isinstance(self.methods, Iterable):
+            raise ConfigError(f"'methods' must be a list of method names, got {self.methods!r}")
+        object.__setattr__(self, "methods", tuple(self.methods))
+        for m in self.methods:
+            get_method(m)
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError("'methods' lists a method twice")
+        object.__setattr__(self, "dgp", dict(self.dgp))
+        grid = {}
+        for key, values in dict(self.grid).items():
+            if key not in DGP.field_names():
+                raise ConfigError(
+                    f"unknown grid field '{key}'; allowed: {', '.join(DGP.field_names())}"
+                )
+            if key in self.dgp:
+                raise ConfigError(f"field '{key}' is set in both [dgp] and [grid]")
+            if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+                values = [values]
+            values = tuple(values)
+            if not values:
+                raise ConfigError(f"grid field '{key}' has no values")
+            grid[key] = values
+        object.__setattr__(self, "grid", grid)
+        object.__setattr__(self, "bayes", dict(self.bayes))
+        self.conditions()  # validates every DGP of the grid
+
+    def conditions(self) -> list[DGP]:
+        """Every condition of the grid (the product of its lists, in file order)."""
+        base = DGP().replace(**self.dgp)
+        keys = list(self.grid)
+        return [
+            base.replace(**dict(zip(keys, combo, strict=True)))
+            for combo in itertools.product(*(self.grid[k] for k in keys))
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["methods"] = list(self.methods)
+        out["grid"] = {k: list(v) for k, v in self.grid.items()}
+        return out
+
+    def with_overrides(self, assignments: Iterable[str]) -> Study:
+        """Apply ``field=value`` strings: a study field, or ``dgp.F``/``grid.F``/``bayes.F``.
+
+        A bare DGP field name sets it in ``[dgp]`` (and removes it from the grid).
+        Values are parsed as TOML (``5``, ``0.9``, ``[10, 20]``, ``"x"``), else as text.
+        """
+        data = self.as_dict()
+        for text in assignments:
+            key, value = parse_assignment(text)
+            table, _, sub = key.rpartition(".")
+            if table:
+                if table not in _TABLES:
+                    raise ConfigError(f"unknown table '{table}' in --set {text!r}")
+                data[table][sub] = value
+            elif key in _SCALARS:
+                data[key] = value
+            elif key in DGP.field_names():
+                data["grid"].pop(key, None)
+                data["dgp"][key] = value
+            else:
+                raise ConfigError(f"unknown field '{key}' in --set {text!r}")
+        return Study(**data)
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Split ``field=value`` and parse the value as a TOML value (else keep the text)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"expected field=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def study_from_dict(data: Mapping[str, Any]) -> Study:
+    unknown = sorted(set(data) - set(_TABLES) - set(_SCALARS))
+    if unknown:
+        raise ConfigError(
+            f"unknown field or table '{unknown[0]}' in study; allowed: "
+            f"{', '.join(_SCALARS + _TABLES)}"
+        )
+    for table in _TABLES:
+        if table in data and not isinstance(data[table], Mapping):
+            raise ConfigError(f"'{table}' must be a table ([{table}])")
+    return Study(**data)
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study from a TOML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read study file {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed TOML in {path}: {exc}") from None
+    study = study_from_dict(data)
+    if "name" not in data:
+        study = dataclasses.replace(study, name=path.stem)
+    return study
