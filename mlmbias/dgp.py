@@ -82,9 +82,9 @@ class DGP:
         """Padding bound for the number of observations of one replication.
 
         N = R * months_min + Poisson(R * months_mean); the bound lies 12 Poisson
-        standard deviations (plus 12) above the mean; by the exact Poisson
-        tail the chance of a draw exceeding it is below 1e-26 for any R. A draw above it is still caught
-        (outside jit) and raised, never truncated.
+        standard deviations (plus 12) above the mean; by the exact Poisson tail
+        the chance of a draw exceeding it is below 1e-26 for any R. A draw above
+        it is still caught (outside jit) and raised, never truncated.
         """
         lam = self.n_regions * self.months_mean
         return int(self.n_regions * self.months_min + math.ceil(lam + 12 * math.sqrt(lam) + 12))

@@ -59,6 +59,6 @@ def data_keys(rep_keys: jax.Array) -> jax.Array:
 def method_keys(rep_keys: jax.Array, method: str) -> jax.Array:
     """The stream a method draws from for each replication (e.g. NUTS)."""
     tag = stable_hash32(method)
-    return jax.vmap(
-        lambda k: jax.random.fold_in(jax.random.fold_in(k, METHOD_STREAM), tag)
-    )(rep_keys)
+    return jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, METHOD_STREAM), tag))(
+        rep_keys
+    )
