@@ -11,14 +11,19 @@ jax.config.update("jax_enable_x64", True)
 
 from mlmbias.dgp import DGP as DGP  # noqa: E402
 from mlmbias.errors import ConfigError as ConfigError  # noqa: E402
+from mlmbias.fitting import fit as fit  # noqa: E402
 from mlmbias.groupstats import GroupStats as GroupStats  # noqa: E402
 from mlmbias.groupstats import group_stats as group_stats  # noqa: E402
+from mlmbias.registry import method_names as method_names  # noqa: E402
+from mlmbias.runner import merge as merge  # noqa: E402
+from mlmbias.runner import run_study as run_study  # noqa: E402
 from mlmbias.seeding import condition_id as condition_id  # noqa: E402
 from mlmbias.seeding import replication_keys as replication_keys  # noqa: E402
 from mlmbias.simulate import Panel as Panel  # noqa: E402
 from mlmbias.simulate import simulate as simulate  # noqa: E402
 from mlmbias.simulate import simulate_condition as simulate_condition  # noqa: E402
 from mlmbias.simulate import to_frame as to_frame  # noqa: E402
+from mlmbias.store import load_results as load_results  # noqa: E402
 from mlmbias.study import Study as Study  # noqa: E402
 from mlmbias.study import load_study as load_study  # noqa: E402
 

@@ -66,6 +66,34 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from mlmbias.runner import parse_shard, run_study
+    from mlmbias.study import load_study
+
+    study = load_study(args.config).with_overrides(args.set or [])
+    shard = parse_shard(args.shard)
+    try:
+        summary = run_study(study, args.out, force=args.force, shard=shard, quiet=args.quiet)
+    except KeyboardInterrupt:
+        print(
+            "mlmbias run: interrupted; finished batches are saved, run the same command "
+            "again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    for line in summary.lines():
+        print(line)
+    return 1 if summary.failures else 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from mlmbias.runner import merge
+
+    n = merge(args.out, args.shards)
+    print(f"merged {n} parts from {len(args.shards)} shard folders into {args.out}")
+    return 0
+
+
 def _pandas_display():
     import pandas as pd
 
@@ -95,6 +123,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the Bayesian samplers")
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("run", help="run a study: every condition, method and replication")
+    p.add_argument("config", help="study TOML file (e.g. configs/default.toml)")
+    p.add_argument("--out", required=True, help="study folder (created; resumed if it exists)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="override a study field, a DGP field, or table.field",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run the K-th of N shares of the work "
+        "(default: from SLURM_ARRAY_TASK_ID/COUNT, else all)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace a different study already in --out"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("merge", help="combine the folders of a sharded study")
+    p.add_argument("out", help="empty folder for the merged study")
+    p.add_argument("shards", nargs="+", help="shard folders")
+    p.set_defaults(func=_cmd_merge)
     return parser
 
 

@@ -53,15 +53,27 @@ class MethodSpec:
 # Packages whose ``METHOD_SPECS`` list the methods they implement.
 _CATALOG = ("mlmbias.frequentist", "mlmbias.bayes")
 _METHODS: dict[str, MethodSpec] = {}
+_LOADED: list[bool] = []
 
 
 def methods() -> dict[str, MethodSpec]:
     """Every registered method by name, in catalogue order."""
-    if not _METHODS:
+    if not _LOADED:
         for package in _CATALOG:
             for spec in importlib.import_module(package).METHOD_SPECS:
-                _METHODS[spec.name] = spec
+                _METHODS.setdefault(spec.name, spec)
+        _LOADED.append(True)
     return _METHODS
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add a method of one's own (its target must be importable by name)."""
+    methods()[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    methods().pop(name, None)
 
 
 def method_names(kind: str | None = None) -> list[str]:

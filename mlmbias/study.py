@@ -6,6 +6,7 @@ Loaded from TOML::
     replications = 500
     level = 0.94
     methods = ["fe", "re-reml"]
+    block = 1000     # replications per stored batch of the frequentist methods
     [dgp]            # overrides of DGP fields for every condition
     noise_sd = 10
     [grid]           # DGP field -> list of values; conditions are their product
@@ -31,7 +32,7 @@ from mlmbias.errors import ConfigError
 from mlmbias.registry import get_method
 
 _TABLES = ("dgp", "grid", "bayes")
-_SCALARS = ("name", "seed", "replications", "level", "methods")
+_SCALARS = ("name", "seed", "replications", "level", "methods", "block")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Study:
     grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     bayes: Mapping[str, Any] = field(default_factory=dict)
     name: str = "study"
+    block: int = 1000  # replications per stored batch of the frequentist methods
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -51,6 +53,9 @@ class Study:
         reps = self.replications
         if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
             raise ConfigError(f"'replications' must be an integer >= 1, got {reps!r}")
+        block = self.block
+        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+            raise ConfigError(f"'block' must be an integer >= 1, got {block!r}")
         level = self.level
         if (
             isinstance(level, bool)
