@@ -1,0 +1,179 @@
+"""Performance measures with Monte Carlo standard errors (Morris, White & Crowther 2019).
+
+Formulas as in DESIGN.md and the R package rsimsum; n counts the replications
+used (those with a finite estimate, and converged ones only when asked).
+
+| stat          | estimate                         | Monte Carlo SE                                   |
+|---------------|----------------------------------|--------------------------------------------------|
+| bias          | mean(θ̂) − θ                      | sd(θ̂)/√n                                          |
+| rel_bias      | bias/θ                           | MCSE(bias)/|θ|                                   |
+| empse         | sd(θ̂)                            | EmpSE/√(2(n−1))                                  |
+| mse           | mean((θ̂−θ)²)                     | sd((θ̂−θ)²)/√n                                     |
+| rmse          | √MSE                             | MCSE(MSE)/(2 RMSE)  (delta method)               |
+| modse         | √mean(SE²)                       | √(var(SE²)/(4n ModSE²))                          |
+| relerror      | 100(ModSE/EmpSE − 1)             | 100(ModSE/EmpSE)√(var(SE²)/(4n ModSE⁴)+1/(2(n−1)))|
+| cover         | mean(low ≤ θ ≤ upp)              | √(C(1−C)/n)                                      |
+| becover       | mean(low ≤ mean(θ̂) ≤ upp)        | √(B(1−B)/n)                                      |
+| width         | mean(upp − low)                  | sd(width)/√n                                     |
+| rejection     | mean(p ≤ α)                      | √(P(1−P)/n)                                      |
+| flag_rate     | mean(|corr(β, σ_a)| > c)         | √(F(1−F)/n)   (the seed's red flag)              |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mlmbias.dgp import DGP
+
+KEYS = ("method", "estimand")
+COUNT_STATS = ("n_total", "n_used", "n_failed", "n_not_converged")
+
+
+def _sd(v: np.ndarray) -> float:
+    return float(np.std(v, ddof=1)) if v.size > 1 else np.nan
+
+
+def _proportion(hits: np.ndarray) -> tuple[float, float]:
+    n = hits.size
+    if n == 0:
+        return np.nan, np.nan
+    p = float(hits.mean())
+    return p, float(np.sqrt(p * (1 - p) / n))
+
+
+def _mean_se(v: np.ndarray) -> tuple[float, float]:
+    n = v.size
+    if n == 0:
+        return np.nan, np.nan
+    return float(v.mean()), (_sd(v) / np.sqrt(n) if n > 1 else np.nan)
+
+
+def estimate_measures(
+    estimate: np.ndarray,
+    se: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    truth: float,
+) -> dict[str, tuple[float, float]]:
+    """Measures of one set of finite estimates of ``truth``: stat -> (estimate, MCSE).
+
+    Missing SEs are left out of the model SE, and missing interval limits out of
+    coverage and width (each then counts its own n).
+    """
+    est = np.asarray(estimate, float)
+    se = np.asarray(se, float)
+    lower = np.asarray(lower, float)
+    upper = np.asarray(upper, float)
+    n = est.size
+    has_ci = np.isfinite(lower) & np.isfinite(upper)
+    se = se[np.isfinite(se)]
+    out: dict[str, tuple[float, float]] = {}
+    mean, mean_se = _mean_se(est)
+    out["mean"] = (mean, mean_se)
+    empse = _sd(est)
+    out["empse"] = (empse, empse / np.sqrt(2 * (n - 1)) if n > 1 else np.nan)
+    if np.isfinite(truth):
+        bias = mean - truth
+        out["bias"] = (bias, mean_se)
+        if truth != 0:
+            out["rel_bias"] = (bias / truth, mean_se / abs(truth))
+        sq = (est - truth) ** 2
+        mse, mse_se = _mean_se(sq)
+        out["mse"] = (mse, mse_se)
+        rmse = float(np.sqrt(mse)) if n else np.nan
+        out["rmse"] = (rmse, mse_se / (2 * rmse) if rmse > 0 else np.nan)
+        out["cover"] = _proportion(((lower <= truth) & (truth <= upper))[has_ci])
+    se2 = se**2
+    if se2.size:
+        m = se2.size
+        modse = float(np.sqrt(se2.mean()))
+        var_se2 = float(np.var(se2, ddof=1)) if m > 1 else np.nan
+        modse_mcse = float(np.sqrt(var_se2 / (4 * m * modse**2))) if modse > 0 else np.nan
+        out["modse"] = (modse, modse_mcse)
+        if empse and np.isfinite(empse) and empse > 0 and modse > 0:
+            ratio = modse / empse
+            out["relerror"] = (
+                100 * (ratio - 1),
+                100 * ratio * float(np.sqrt(var_se2 / (4 * m * modse**4) + 1 / (2 * (n - 1)))),
+            )
+    out["becover"] = _proportion(((lower <= mean) & (mean <= upper))[has_ci])
+    out["width"] = _mean_se((upper - lower)[has_ci])
+    return out
+
+
+def truth_for(estimand: str, dgp_row: pd.Series) -> float:
+    """The true value of an estimand under a condition (NaN where none is defined).
+
+    ``beta`` is the DGP's within effect. The contextual effect of the Mundlak
+    model has no single true value here (it is the projection of the regional
+    confounder on the region mean, which depends on the months drawn), so only
+    its truth-free measures are computed.
+    """
+    if estimand == "beta":
+        return float(dgp_row["beta"])
+    return np.nan
+
+
+def performance(
+    results: pd.DataFrame,
+    alpha: float = 0.05,
+    corr_threshold: float = 0.5,
+    converged_only: bool = False,
+) -> pd.DataFrame:
+    """The long summary: condition parameters, method, estimand, stat, est, mcse."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    cond_cols = [c for c in ("condition_index", *DGP.field_names()) if c in results.columns]
+    rows = []
+    for key, g in results.groupby([*cond_cols, *KEYS], sort=True, dropna=False):
+        key = dict(zip([*cond_cols, *KEYS], key, strict=True))
+        est = g["estimate"].to_numpy(float)
+        finite = np.isfinite(est)
+        not_conv = (
+            (g["converged"] == False).to_numpy()  # noqa: E712 (NaN where not applicable)
+            if "converged" in g
+            else np.zeros(len(g), bool)
+        )
+        use = finite & ~not_conv if converged_only else finite
+        stats: dict[str, tuple[float, float]] = {
+            "n_total": (len(g), np.nan),
+            "n_used": (int(use.sum()), np.nan),
+            "n_failed": (int((~finite).sum()), np.nan),
+            "n_not_converged": (int(not_conv.sum()), np.nan),
+        }
+        u = g[use]
+        if key["estimand"] == "test":
+            stats["mean"] = _mean_se(u["estimate"].to_numpy(float))
+            p = u["p_value"].to_numpy(float)
+            stats["rejection"] = _proportion(p[np.isfinite(p)] <= alpha)
+        else:
+            stats.update(
+                estimate_measures(
+                    u["estimate"].to_numpy(float),
+                    u["se"].to_numpy(float),
+                    u["lower"].to_numpy(float),
+                    u["upper"].to_numpy(float),
+                    truth_for(key["estimand"], g.iloc[0]),
+                )
+            )
+            if "corr_beta_sigma_a" in u and key["estimand"] == "beta":
+                c = u["corr_beta_sigma_a"].to_numpy(float)
+                c = c[np.isfinite(c)]
+                if c.size:
+                    stats["flag_rate"] = _proportion(np.abs(c) > corr_threshold)
+        for stat, (value, mcse) in stats.items():
+            rows.append({**key, "stat": stat, "est": value, "mcse": mcse})
+    return pd.DataFrame(rows)
+
+
+def wide(summary: pd.DataFrame, stats: Sequence[str], by: Sequence[str]) -> pd.DataFrame:
+    """One row per ``by`` and method, columns ``stat`` and ``stat_mcse``."""
+    sub = summary[summary["stat"].isin(stats)]
+    table = sub.pivot_table(
+        index=[*by, "method", "estimand"], columns="stat", values=["est", "mcse"], dropna=False
+    )
+    table.columns = [s if kind == "est" else f"{s}_mcse" for kind, s in table.columns]
+    return table.reset_index()
