@@ -3,20 +3,20 @@
 Formulas as in DESIGN.md and the R package rsimsum; n counts the replications
 used (those with a finite estimate, and converged ones only when asked).
 
-| stat          | estimate                         | Monte Carlo SE                                   |
-|---------------|----------------------------------|--------------------------------------------------|
-| bias          | mean(θ̂) − θ                      | sd(θ̂)/√n                                          |
-| rel_bias      | bias/θ                           | MCSE(bias)/|θ|                                   |
-| empse         | sd(θ̂)                            | EmpSE/√(2(n−1))                                  |
-| mse           | mean((θ̂−θ)²)                     | sd((θ̂−θ)²)/√n                                     |
-| rmse          | √MSE                             | MCSE(MSE)/(2 RMSE)  (delta method)               |
-| modse         | √mean(SE²)                       | √(var(SE²)/(4n ModSE²))                          |
-| relerror      | 100(ModSE/EmpSE − 1)             | 100(ModSE/EmpSE)√(var(SE²)/(4n ModSE⁴)+1/(2(n−1)))|
-| cover         | mean(low ≤ θ ≤ upp)              | √(C(1−C)/n)                                      |
-| becover       | mean(low ≤ mean(θ̂) ≤ upp)        | √(B(1−B)/n)                                      |
-| width         | mean(upp − low)                  | sd(width)/√n                                     |
-| rejection     | mean(p ≤ α)                      | √(P(1−P)/n)                                      |
-| flag_rate     | mean(|corr(β, σ_a)| > c)         | √(F(1−F)/n)   (the seed's red flag)              |
+| stat | estimate | Monte Carlo SE |
+|---|---|---|
+| bias | mean(θ̂) − θ | sd(θ̂)/√n |
+| rel_bias | bias/θ | MCSE(bias)/ | θ |  |
+| empse | sd(θ̂) | EmpSE/√(2(n−1)) |
+| mse | mean((θ̂−θ)²) | sd((θ̂−θ)²)/√n |
+| rmse | √MSE | MCSE(MSE)/(2 RMSE)  (delta method) |
+| modse | √mean(SE²) | √(var(SE²)/(4n ModSE²)) |
+| relerror | 100(ModSE/EmpSE − 1) | 100(ModSE/EmpSE)√(var(SE²)/(4n ModSE⁴)+1/(2(n−1))) |
+| cover | mean(low ≤ θ ≤ upp) | √(C(1−C)/n) |
+| becover | mean(low ≤ mean(θ̂) ≤ upp) | √(B(1−B)/n) |
+| width | mean(upp − low) | sd(width)/√n |
+| rejection | mean(p ≤ α) | √(P(1−P)/n) |
+| flag_rate | mean( | corr(β, σ_a) | > c) | √(F(1−F)/n)   (the seed's red flag) |
 """
 
 from __future__ import annotations

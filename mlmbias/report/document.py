@@ -1,0 +1,256 @@
+"""``mlmbias report``: summary.csv, the figures and a readable report.md of a study."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlmbias import store
+from mlmbias.dgp import DGP
+from mlmbias.errors import ConfigError
+from mlmbias.registry import methods as registered
+from mlmbias.report import figures as fig
+from mlmbias.report.measures import performance
+from mlmbias.simulate import simulate_condition, to_frame
+
+
+@dataclass
+class ReportPaths:
+    summary: Path
+    report: Path
+    figures: list[Path]
+
+
+def _cell(est: float, mcse: float, digits: int = 3) -> str:
+    if not np.isfinite(est):
+        return "–"
+    if not np.isfinite(mcse):
+        return f"{est:.{digits}f}"
+    return f"{est:.{digits}f} ({mcse:.{digits}f})"
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def measure_table(summary: pd.DataFrame, stat: str, estimand: str = "beta") -> str:
+    """Methods by number of regions, one block per confounding value: 'est (mcse)'."""
+    s = summary[(summary.stat == stat) & (summary.estimand == estimand)]
+    if s.empty:
+        return "_not available for these methods_"
+    blocks = []
+    for conf in sorted(s.confounding.unique(), reverse=True):
+        sub = s[np.isclose(s.confounding, conf)].copy()
+        sub["cell"] = [_cell(e, m) for e, m in zip(sub.est, sub.mcse, strict=True)]
+        table = sub.pivot(index="method", columns="n_regions", values="cell").fillna("–")
+        table.columns = [f"R = {c}" for c in table.columns]
+        blocks.append(f"**confounding = {conf:g}**\n\n" + _markdown(table.reset_index()))
+    return "\n\n".join(blocks)
+
+
+def counts_table(summary: pd.DataFrame) -> str:
+    c = summary[summary.stat.isin(["n_total", "n_used", "n_failed", "n_not_converged"])]
+    t = c.pivot_table(index=["method", "estimand"], columns="stat", values="est", aggfunc="sum")
+    t = t.reindex(columns=["n_total", "n_used", "n_failed", "n_not_converged"]).astype(int)
+    return _markdown(t.reset_index())
+
+
+def _design(study: dict, conditions: Sequence[int], methods: Sequence[str], n_reps) -> str:
+    specs = registered()
+    grid = study.get("grid", {})
+    grid_text = "; ".join(f"{k} in {v}" for k, v in grid.items()) or "a single condition"
+    dgp = DGP().replace(**study.get("dgp", {}))
+    method_lines = "\n".join(
+        f"- `{m}` ({specs[m].kind}): {specs[m].description}" if m in specs else f"- `{m}`"
+        for m in methods
+    )
+    return f"""## Design (ADEMP)
+
+**Aims.** Measure how well each estimator recovers the within-region effect of ad
+spend on profit when a regional confounder (competition) drives both the
+region's average ad spend and its profit, and how well its intervals cover.
+
+**Data-generating mechanism.** The seed's process, per condition:
+C_r ~ N(0, {dgp.competition_sd:g}²); regional average ad spend ~ N(confounding · C_r,
+{dgp.adspend_region_sd:g}²); months T_r ~ Poisson({dgp.months_mean:g}) + {dgp.months_min};
+ad spend ~ N(regional average, {dgp.adspend_sd:g}²); profit ~ N({dgp.intercept:g}
+{dgp.competition_effect:+g} · C_r + {dgp.beta:g} · ad spend, {dgp.noise_sd:g}²).
+Conditions: {grid_text} ({len(conditions)} in all). Confounding 0 is the control
+in which the random-intercept assumption holds. Replications per condition:
+{n_reps}. Seed {study.get("seed")}.
+
+**Estimand.** beta = {dgp.beta:g}, the within-region effect; the Mundlak models'
+contextual effect is reported by its truth-free measures (mean, empirical and
+model SE, width); the Hausman tests by their rejection rate.
+
+**Methods.**
+{method_lines}
+
+**Performance measures.** Bias, relative bias, empirical SE, model SE and its
+relative error, MSE and RMSE, coverage, bias-eliminated coverage, mean interval
+width, rejection rate of the tests and of the seed's red flag (|posterior
+corr(beta, sigma_a)| above a threshold), each with its Monte Carlo SE in
+brackets (Morris, White & Crowther 2019). Interval level {study.get("level")}.
+"""
+
+
+def seed_dataset(study: dict) -> tuple[pd.DataFrame, DGP]:
+    """The replication the seed's data plot shows: R = 10 (or the grid's smallest)."""
+    base = DGP().replace(**study.get("dgp", {}))
+    grid = study.get("grid", {})
+    changes = {k: v[0] for k, v in grid.items()}
+    changes["n_regions"] = 10 if 10 in grid.get("n_regions", [10]) else min(grid["n_regions"])
+    if "confounding" in grid:
+        changes["confounding"] = max(grid["confounding"])
+    dgp = base.replace(**changes)
+    return to_frame(simulate_condition(dgp, study.get("seed", 0), [0])), dgp
+
+
+def write_report(
+    folder: str | Path,
+    figures: str | Path = "figures",
+    alpha: float = 0.05,
+    corr_threshold: float = 0.5,
+    converged_only: bool = False,
+    pair_draws=None,
+) -> ReportPaths:
+    """Write summary.csv and report.md into the study folder and figures into ``figures``."""
+    folder = Path(folder)
+    manifest = store.read_manifest(folder)
+    if manifest is None:
+        raise ConfigError(f"{folder} holds no study (no {store.MANIFEST})")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"'alpha' must lie in the open interval (0, 1), got {alpha}")
+    if not 0 <= corr_threshold <= 1:
+        raise ConfigError(f"'corr_threshold' must lie in [0, 1], got {corr_threshold}")
+    results = store.load_results(folder)
+    if results.empty:
+        raise ConfigError(f"{folder} holds no results yet; run the study first")
+    study = manifest["study"]
+    level = float(study["level"])
+    summary = performance(results, alpha, corr_threshold, converged_only)
+    summary_path = folder / "summary.csv"
+    summary.to_csv(summary_path, index=False)
+
+    figdir = Path(figures)
+    made: dict[str, Path | None] = {}
+    df, dgp = seed_dataset(study)
+    made["data"] = fig.data_plot(df, figdir, dgp.beta)
+    made["intervals"] = fig.interval_plot(results, figdir, level)
+    made["comparison"] = fig.comparison_plot(results, figdir, level)
+    made["pair"] = fig.pair_plot(pair_draws, figdir, dgp.beta) if pair_draws else None
+    made["bias"] = fig.bias_plot(summary, figdir)
+    made["coverage"] = fig.coverage_plot(summary, figdir, level)
+    made["width"] = fig.width_plot(summary, figdir)
+    made["zip"] = fig.zip_plot(results, figdir, level)
+    made["rejection"] = fig.rejection_plot(summary, figdir, alpha)
+    made["dag"] = fig.dag_plot(figdir)
+
+    methods = list(dict.fromkeys(results.method))
+    reps = results.groupby("kind").rep.nunique().to_dict() if "kind" in results else {}
+    n_reps = ", ".join(f"{v} ({k})" for k, v in reps.items()) or str(study["replications"])
+    used = (
+        "converged replications only"
+        if converged_only
+        else ("every replication that produced a finite estimate (converged or not)")
+    )
+
+    def img(key: str, caption: str) -> str:
+        path = made.get(key)
+        if path is None:
+            return f"_{caption}: not drawn (the study has none of the methods it needs)._"
+        rel = os.path.relpath(path, folder)
+        return f"![{caption}]({rel})\n\n*{caption}*"
+
+    failures = store.read_errors(folder)
+    failure_text = (
+        "\n".join(
+            f"- condition {f['condition_index']}, `{f['method']}`, replications "
+            f"{f['start']}-{f['stop'] - 1}: {f['message']}"
+            for f in failures
+        )
+        or "None."
+    )
+    text = f"""# Report: {study.get("name", "study")}
+
+Produced by `mlmbias report` from `{folder}` (mlmbias {manifest.get("mlmbias")},
+JAX {manifest.get("jax")}, NumPyro {manifest.get("numpyro")}, backend
+{manifest.get("backend")}, devices {", ".join(manifest.get("devices", []))}).
+Measures use {used}. Numbers in brackets are Monte Carlo standard errors.
+The long table of every measure is `summary.csv`.
+
+{img("dag", "The data-generating process")}
+
+{_design(study, sorted(results.condition_index.unique()), methods, n_reps)}
+## Bias of beta
+
+{measure_table(summary, "bias")}
+
+{img("bias", "Bias with +-2 MCSE bars")}
+
+## Coverage of the {level:.0%} intervals for beta
+
+{measure_table(summary, "cover")}
+
+{img("coverage", "Coverage with the nominal level and its Monte Carlo band")}
+
+## Mean interval width for beta
+
+{measure_table(summary, "width")}
+
+{img("width", "Mean interval width")}
+
+## Empirical SE and model SE of beta
+
+Empirical SE:
+
+{measure_table(summary, "empse")}
+
+Relative error of the model SE (%):
+
+{measure_table(summary, "relerror")}
+
+## Tests: rejection rates at alpha = {alpha:g}
+
+Hausman tests (size under confounding 0, power under confounding):
+
+{measure_table(summary, "rejection", estimand="test")}
+
+The seed's red flag, |posterior corr(beta, sigma_a)| > {corr_threshold:g}:
+
+{measure_table(summary, "flag_rate")}
+
+{img("rejection", "Rejection rate against confounding strength")}
+
+## The seed's figures
+
+{img("data", "Ad spend against profit by region, pooled and within-region fits")}
+
+{img("intervals", "Random-intercept intervals by number of regions")}
+
+{img("comparison", "Random-intercept against Mundlak intervals")}
+
+{img("pair", "Posterior draws of beta against sigma_a")}
+
+{img("zip", "Zip plot of the intervals")}
+
+## Convergence and failures
+
+Replications per method and estimand, summed over conditions:
+
+{counts_table(summary)}
+
+Failed batches: {failure_text}
+"""
+    report_path = folder / "report.md"
+    report_path.write_text(text)
+    return ReportPaths(summary_path, report_path, [p for p in made.values() if p is not None])
