@@ -23,7 +23,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
 bench: $(STAMP)
-	$(PY) -m mlmbias.bench_main
+	bash bench/bench.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mlmbias tests bench

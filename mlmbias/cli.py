@@ -94,6 +94,36 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from mlmbias.report.document import write_report
+
+    paths = write_report(
+        args.folder,
+        figures=args.figures,
+        alpha=args.alpha,
+        corr_threshold=args.corr_threshold,
+        converged_only=args.converged_only,
+        pair_draws=_pair_draws(args.folder) if args.pair_plot else None,
+    )
+    print(f"summary: {paths.summary}")
+    print(f"report:  {paths.report}")
+    print(f"figures: {len(paths.figures)} in {args.figures}")
+    return 0
+
+
+def _pair_draws(folder: str):
+    """Draws for the seed's pair plot, on the dataset the report's data plot shows."""
+    from mlmbias import store
+    from mlmbias.report.document import seed_dataset
+    from mlmbias.report.posterior import pair_draws
+
+    manifest = store.read_manifest(Path(folder))
+    if manifest is None:
+        raise ConfigError(f"{folder} holds no study (no {store.MANIFEST})")
+    df, _ = seed_dataset(manifest["study"])
+    return pair_draws(df, seed=int(manifest["study"].get("seed", 0)))
+
+
 def _pandas_display():
     import pandas as pd
 
@@ -144,6 +174,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="performance measures, tables, figures, report.md")
+    p.add_argument("folder", help="study folder written by `mlmbias run`")
+    p.add_argument("--figures", default="figures", help="folder for figures (default: figures)")
+    p.add_argument("--alpha", type=float, default=0.05, help="test level (default 0.05)")
+    p.add_argument(
+        "--corr-threshold",
+        type=float,
+        default=0.5,
+        help="|corr(beta, sigma_a)| above which the seed's red flag is raised",
+    )
+    p.add_argument(
+        "--converged-only", action="store_true", help="measures on converged replications only"
+    )
+    p.add_argument(
+        "--no-pair-plot",
+        dest="pair_plot",
+        action="store_false",
+        help="skip the posterior pair plot (it fits two Bayesian models)",
+    )
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("merge", help="combine the folders of a sharded study")
     p.add_argument("out", help="empty folder for the merged study")

@@ -64,3 +64,14 @@ def test_bad_report_input(tmp_path, study_dir):
         write_report(tmp_path)
     with pytest.raises(ConfigError, match="'alpha'"):
         write_report(study_dir, figures=tmp_path, alpha=1.5)
+
+
+def test_report_cli(study_dir, tmp_path, capsys):
+    from mlmbias.cli import main
+
+    assert main(["report", str(tmp_path / "nothing"), "--figures", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no study" in err
+    code = main(["report", str(study_dir), "--figures", str(tmp_path / "figs"), "--no-pair-plot"])
+    assert code == 0
+    assert "report:" in capsys.readouterr().out
