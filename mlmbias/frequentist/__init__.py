@@ -1,5 +1,98 @@
-"""Frequentist estimators: closed forms of the group statistics, vmapped over replications."""
+"""Frequentist estimators: closed forms of the group statistics, vmapped over replications.
+
+Each method is a pure JAX function of one replication's per-region sums (see
+``_linalg``), jitted and vmapped over the replication axis by
+``_common.batch_method``. The module docstrings state each convention and the
+reference (linearmodels 7.1, statsmodels MixedLM, lme4, Stata) it follows.
+"""
 
 from mlmbias.registry import MethodSpec
 
-METHOD_SPECS: list[MethodSpec] = []
+_P = "mlmbias.frequentist"
+
+METHOD_SPECS: list[MethodSpec] = [
+    MethodSpec(
+        "pooled",
+        "frequentist",
+        f"{_P}.ols:pooled",
+        ("beta",),
+        "pooled OLS ignoring regions, classical SE, t(N-2) interval (linearmodels PooledOLS)",
+    ),
+    MethodSpec(
+        "pooled-cluster",
+        "frequentist",
+        f"{_P}.ols:pooled_cluster",
+        ("beta",),
+        "pooled OLS, CR1 SE clustered by region, t(N-2) interval",
+    ),
+    MethodSpec(
+        "between",
+        "frequentist",
+        f"{_P}.ols:between",
+        ("beta",),
+        "OLS on region means, t(G-2) interval (linearmodels BetweenOLS)",
+    ),
+    MethodSpec(
+        "fe",
+        "frequentist",
+        f"{_P}.within:fe",
+        ("beta",),
+        "fixed effects (within), classical SE with N-G-1 df, t interval (PanelOLS)",
+    ),
+    MethodSpec(
+        "fe-cluster",
+        "frequentist",
+        f"{_P}.within:fe_cluster",
+        ("beta",),
+        "fixed effects, CR1 SE clustered by region (Stata/linearmodels factor), t interval",
+    ),
+    MethodSpec(
+        "re-fgls",
+        "frequentist",
+        f"{_P}.random_effects:re_fgls",
+        ("beta",),
+        "random intercepts, Swamy-Arora FGLS as linearmodels RandomEffects, t(N-2) interval",
+    ),
+    MethodSpec(
+        "re-reml",
+        "frequentist",
+        f"{_P}.random_effects:re_reml",
+        ("beta",),
+        "random intercepts by REML (statsmodels MixedLM), lme4 vcov, z interval",
+    ),
+    MethodSpec(
+        "re-ml",
+        "frequentist",
+        f"{_P}.random_effects:re_ml",
+        ("beta",),
+        "random intercepts by ML (statsmodels MixedLM), lme4 vcov, z interval",
+    ),
+    MethodSpec(
+        "mundlak-fgls",
+        "frequentist",
+        f"{_P}.mundlak:mundlak_fgls",
+        ("beta", "contextual"),
+        "random intercepts + region mean of x, Swamy-Arora FGLS, t(N-3) intervals",
+    ),
+    MethodSpec(
+        "mundlak-reml",
+        "frequentist",
+        f"{_P}.mundlak:mundlak_reml",
+        ("beta", "contextual"),
+        "random intercepts + region mean of x by REML, lme4 vcov, z intervals",
+    ),
+    MethodSpec(
+        "hausman",
+        "frequentist",
+        f"{_P}.hausman:hausman",
+        ("test",),
+        "classic Hausman test FE vs RE (Stata's default), chi2(1)",
+    ),
+    MethodSpec(
+        "hausman-robust",
+        "frequentist",
+        f"{_P}.hausman:hausman_robust",
+        ("test",),
+        "Wald test of the Mundlak term, CR1 covariance clustered by region, chi2(1)",
+    ),
+]

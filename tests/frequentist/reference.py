@@ -1,0 +1,194 @@
+"""Simulated panels, the package's fits of them, and reference fits with linearmodels/statsmodels.
+
+All test panels go into one batch padded to ``R_PAD`` regions (padding regions
+have n = 0), so each method is compiled once for the reference tests and the
+padding guard is exercised by every comparison.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import linearmodels as lm
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+
+from mlmbias import DGP, GroupStats, group_stats, simulate_condition, to_frame
+from mlmbias.registry import Batch, get_method, method_names
+
+R_PAD = 30
+LEVEL = 0.95
+CLOSED_FORM_RTOL = 1e-6
+OPTIMISER_RTOL = 1e-4
+
+# name: (DGP, seed, number of replications). Unbalanced panels (Poisson months),
+# a small one (R = 5), a control without confounding and a balanced one. Only two
+# numbers of regions, each simulated with one padding bound, so that the
+# simulator compiles twice.
+CONDITIONS = {
+    "small": (DGP(n_regions=5), 11, 3),
+    "balanced": (DGP(n_regions=5, months_mean=1e-9, months_min=4), 14, 1),
+    "medium": (DGP(n_regions=R_PAD), 12, 2),
+    "control": (DGP(n_regions=R_PAD, confounding=0.0), 13, 2),
+}
+
+
+def max_obs(n_regions: int) -> int:
+    return max(d.obs_bound() for d, _, _ in CONDITIONS.values() if d.n_regions == n_regions)
+
+
+@dataclass
+class Reference:
+    labels: list[str]  # condition of each replication
+    frames: list[pd.DataFrame]  # region, month, ad_spend, profit
+    batch: Batch  # (rep, R_PAD) statistics
+    results: dict[str, dict[str, dict[str, np.ndarray]]]  # method -> estimand -> column
+
+
+def pad_stats(stats: GroupStats, n_regions: int) -> GroupStats:
+    width = n_regions - stats.n.shape[-1]
+    return GroupStats(*(np.pad(np.asarray(a), ((0, 0), (0, width))) for a in stats))
+
+
+def concat_stats(parts: list[GroupStats]) -> GroupStats:
+    return GroupStats(*(np.concatenate(cols) for cols in zip(*parts, strict=True)))
+
+
+def build_reference() -> Reference:
+    labels, frames, parts = [], [], []
+    for name, (dgp, seed, reps) in CONDITIONS.items():
+        panel = simulate_condition(dgp, seed, range(reps), max_obs(dgp.n_regions))
+        parts.append(pad_stats(group_stats(panel), R_PAD))
+        for i in range(reps):
+            labels.append(name)
+            frames.append(to_frame(panel, i))
+    batch = Batch(keys=None, stats=concat_stats(parts), panel=None)
+    results = run_all(batch)
+    return Reference(labels, frames, batch, results)
+
+
+def run_all(batch: Batch, level: float = LEVEL) -> dict:
+    return {m: get_method(m).load()(batch, level, {}) for m in method_names("frequentist")}
+
+
+def stats_of(frame: pd.DataFrame, n_regions: int | None = None) -> GroupStats:
+    """Region sums of one frame (regions coded 0..G-1 in order), shape (1, R)."""
+    codes, uniques = pd.factorize(frame["region"], sort=True)
+    g = len(uniques) if n_regions is None else n_regions
+    x, y = frame["ad_spend"].to_numpy(float), frame["profit"].to_numpy(float)
+
+    def seg(v):
+        return np.bincount(codes, weights=v, minlength=g)[None]
+
+    return GroupStats(seg(np.ones_like(x)), seg(x), seg(y), seg(x * x), seg(x * y), seg(y * y))
+
+
+def panel_data(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame indexed by (region, month) with const and the region mean xbar."""
+    d = frame.set_index(["region", "month"]).copy()
+    d["const"] = 1.0
+    d["xbar"] = d.groupby(level=0)["ad_spend"].transform("mean")
+    return d
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
+
+
+def assert_close(actual, expected, rtol: float, what: str = "") -> None:
+    err = rel_err(actual, expected)
+    assert err <= rtol, f"{what}: {actual} vs {expected} (relative error {err:.2e} > {rtol:g})"
+
+
+def column(results, method: str, i: int, estimand: str = "beta") -> dict[str, float]:
+    return {k: np.asarray(v)[i].item() for k, v in results[method][estimand].items()}
+
+
+# --- linearmodels ----------------------------------------------------------------
+
+
+def lm_pooled(d, clustered=False):
+    mod = lm.PooledOLS(d.profit, d[["const", "ad_spend"]])
+    if clustered:
+        return mod.fit(cov_type="clustered", cluster_entity=True, group_debias=True)
+    return mod.fit()
+
+
+def lm_between(d):
+    return lm.BetweenOLS(d.profit, d[["const", "ad_spend"]]).fit()
+
+
+def lm_fe(d, clustered=False):
+    mod = lm.PanelOLS(d.profit, d[["const", "ad_spend"]], entity_effects=True)
+    if clustered:
+        return mod.fit(cov_type="clustered", cluster_entity=True, group_debias=True)
+    return mod.fit()
+
+
+def lm_re(d, mundlak=False, clustered=False):
+    cols = ["const", "ad_spend", "xbar"] if mundlak else ["const", "ad_spend"]
+    mod = lm.RandomEffects(d.profit, d[cols])
+    if clustered:
+        return mod.fit(cov_type="clustered", cluster_entity=True, group_debias=True)
+    return mod.fit()
+
+
+# --- statsmodels MixedLM -----------------------------------------------------------
+
+
+def sm_model(frame: pd.DataFrame, mundlak: bool = False):
+    f = frame.copy()
+    f["xbar"] = f.groupby("region")["ad_spend"].transform("mean")
+    formula = "profit ~ ad_spend + xbar" if mundlak else "profit ~ ad_spend"
+    return smf.mixedlm(formula, f, groups=f["region"])
+
+
+def sm_fit(model, reml: bool, method=None, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(reml=reml, method=method, **kwargs)
+
+
+def sm_loglik_at(model, reml: bool, psi: float) -> float:
+    """statsmodels' own profile log-likelihood at variance ratio ``psi``.
+
+    Its Woodbury solver inverts the random-effects covariance, so psi = 0 (the
+    boundary) is evaluated at 1e-10, where the likelihood is continuous (below about
+    1e-11 its solver loses precision). Call it
+    after ``model.fit``, which sets attributes that ``loglike`` reads.
+    """
+    from statsmodels.regression.mixed_linear_model import MixedLMParams
+
+    model.reml = reml
+    cov_re = np.array([[max(psi, 1e-10)]])
+    params = MixedLMParams.from_components(fe_params=np.zeros(model.k_fe), cov_re=cov_re)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(model.loglike(params, profile_fe=True))
+
+
+def dense_gls(frame: pd.DataFrame, psi: float, mundlak: bool, reml: bool):
+    """lme4-style GLS with dense matrices: coefficients, vcov, sigma^2.
+
+    V_r = I + psi 11' per region; sigma^2 = r'V^-1 r / (N - p) (REML) or / N (ML);
+    vcov = sigma^2 (X'V^-1X)^-1.
+    """
+    f = frame.copy()
+    f["xbar"] = f.groupby("region")["ad_spend"].transform("mean")
+    cols = ["ad_spend", "xbar"] if mundlak else ["ad_spend"]
+    xtvx, xtvy, blocks = 0.0, 0.0, []
+    for _, g in f.groupby("region"):
+        x = np.column_stack([np.ones(len(g))] + [g[c].to_numpy() for c in cols])
+        y = g["profit"].to_numpy()
+        vinv = np.linalg.inv(np.eye(len(g)) + psi * np.ones((len(g), len(g))))
+        xtvx = xtvx + x.T @ vinv @ x
+        xtvy = xtvy + x.T @ vinv @ y
+        blocks.append((x, y, vinv))
+    coef = np.linalg.solve(xtvx, xtvy)
+    qf = sum((y - x @ coef) @ vinv @ (y - x @ coef) for x, y, vinv in blocks)
+    n, p = len(f), xtvx.shape[0]
+    sigma2 = qf / (n - p) if reml else qf / n
+    return coef, sigma2 * np.linalg.inv(xtvx), sigma2
