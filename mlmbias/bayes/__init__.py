@@ -1,5 +1,57 @@
-"""Bayesian models in NumPyro, run as batched NUTS over replications and chains."""
+"""Bayesian models in NumPyro, run as batched NUTS over replications and chains.
+
+Modules (imported on first use; importing this package does not import NumPyro):
+
+- ``priors``: the documented default priors and their ``prior_*`` overrides;
+- ``options``: the ``[bayes]`` settings (chains, warmup, draws, ...);
+- ``models``: observation-level NumPyro models with latent non-centred intercepts
+  (the reference an analyst would write);
+- ``collapsed``: the same models' log densities from the group statistics alone;
+- ``sampler``: batched NUTS over replications x chains (NumPyro's functional ``hmc``);
+- ``posterior``: draws for many replications; ``summary``: summaries and diagnostics;
+- ``intercepts``: exact conditional draws of the region intercepts;
+- ``methods``: the registry's fit functions.
+"""
 
 from mlmbias.registry import MethodSpec
 
-METHOD_SPECS: list[MethodSpec] = []
+_ESTIMANDS_BETA = ("beta",)
+_ESTIMANDS_CONTEXT = ("beta", "contextual")
+
+METHOD_SPECS: list[MethodSpec] = [
+    MethodSpec(
+        "bayes-pooled",
+        "bayes",
+        "mlmbias.bayes.methods:fit_pooled",
+        _ESTIMANDS_BETA,
+        "Bayesian pooled regression: one intercept for all regions",
+    ),
+    MethodSpec(
+        "bayes-fe",
+        "bayes",
+        "mlmbias.bayes.methods:fit_fe",
+        _ESTIMANDS_BETA,
+        "Bayesian dummy-variable model: independent region intercepts, wide fixed prior",
+    ),
+    MethodSpec(
+        "bayes-re",
+        "bayes",
+        "mlmbias.bayes.methods:fit_re",
+        _ESTIMANDS_BETA,
+        "Bayesian random intercepts (the seed's naive model)",
+    ),
+    MethodSpec(
+        "bayes-mundlak",
+        "bayes",
+        "mlmbias.bayes.methods:fit_mundlak",
+        _ESTIMANDS_CONTEXT,
+        "Bayesian random intercepts plus the region mean of ad spend (contextual effect)",
+    ),
+    MethodSpec(
+        "bayes-rewb",
+        "bayes",
+        "mlmbias.bayes.methods:fit_rewb",
+        _ESTIMANDS_CONTEXT,
+        "Bayesian within-between model: region-mean-centred ad spend plus the region mean",
+    ),
+]

@@ -1,0 +1,431 @@
+"""Collapsed log densities of the five Gaussian models, from the group statistics alone.
+
+Every model here is one linear Gaussian random-intercept model,
+
+    y_rt = o + h_r' theta + b (x_rt - xbar_r) + a_r + e_rt,
+    a_r ~ N(0, sigma_a^2),  e_rt ~ N(0, sigma^2),  theta ~ N(loc, diag(scale^2)),
+
+with theta = (theta_0, theta_1, theta_2), b = theta_1 the within-region slope,
+h_r = hcoef * (1, xbar_r, xbar_r) the design of the region means, and o a known
+offset. A model is the numbers of a :class:`LinearSpec`:
+
+=========  ============================  =========  ================================
+model      theta                         hcoef      sigma_a
+=========  ============================  =========  ================================
+pooled     (alpha, beta, -)              (1, 1, 0)  0
+fe         (-, beta, -)                  (0, 1, 0)  fixed: the wide prior of alpha_r
+re         (mu, beta, -)                 (1, 1, 0)  sampled
+mundlak    (mu, beta, gamma)             (1, 1, 1)  sampled
+rewb       (mu, beta_w, beta_b)          (1, 0, 1)  sampled
+=========  ============================  =========  ================================
+
+("-": an unused slot; its design is 0 and its prior N(0, 1), so its posterior is
+its prior and it touches nothing else.) The dummy-variable model's independent
+intercepts alpha_r ~ N(alpha_loc, alpha_scale^2) integrate out exactly like
+random intercepts of known variance around a known mean, so ``fe`` is the same
+form with o = alpha_loc and sigma_a = alpha_scale fixed.
+
+Two levels of collapse:
+
+* :func:`intercept_marginal_loglik` integrates the region intercepts out
+  (DESIGN.md, Sherman-Morrison and the determinant lemma). Per region, with
+  d_r = sigma^2 + n_r sigma_a^2 and ebar_r = ybar_r - c_r - b xbar_r,
+
+      log p(y_r) = -1/2 [ W_r / sigma^2 + n_r ebar_r^2 / d_r
+                          + (n_r - 1) log sigma^2 + log d_r + n_r log 2 pi ],
+
+  where W_r = Syy_r - 2 b Sxy_r + b^2 Sxx_r is the within-region residual sum of
+  squares (centred sums). Summed over regions W_r needs only three scalars.
+* :func:`coefficient_posterior` also integrates theta out: given (sigma,
+  sigma_a) the likelihood is Gaussian in theta and the prior is Gaussian, so
+  p(y | sigma, sigma_a) and theta | sigma, sigma_a, y ~ N(m, Lambda^-1) are
+  closed forms, a 3 x 3 Cholesky away. NUTS then samples only (log sigma,
+  log sigma_a) and theta is drawn exactly afterwards, draw by draw.
+
+The fast forms used by the sampler (:func:`loglik_given_coefficients`,
+:func:`coefficient_posterior`) pool regions of equal size (:class:`ClassSums`):
+a gradient then costs O(number of distinct region sizes), not O(R). The tests
+check every form against the direct multivariate-normal density to 1e-8.
+
+The reported quantities are (mu, beta, contextual) = readout @ theta: for
+rewb the contextual effect is beta_b - beta_w, the quantity Mundlak's gamma is.
+
+Every function here is pure and works under ``jax.vmap``; nothing raises.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlmbias.bayes.priors import Priors
+from mlmbias.groupstats import GroupStats
+
+LOG_2PI = math.log(2 * math.pi)
+K = 3  # slots of theta
+
+
+class RegionData(NamedTuple):
+    """What the collapsed likelihoods need: (..., R) per region, (...) totals."""
+
+    n: jax.Array
+    xbar: jax.Array
+    ybar: jax.Array
+    sxx_w: jax.Array  # Σ_r Σ_t (x - xbar_r)^2
+    sxy_w: jax.Array  # Σ_r Σ_t (x - xbar_r)(y - ybar_r)
+    syy_w: jax.Array  # Σ_r Σ_t (y - ybar_r)^2
+
+
+def region_data(stats: GroupStats) -> RegionData:
+    """Region means and pooled within-region centred sums from the raw sums."""
+    n = jnp.asarray(stats.n, float)
+    safe = jnp.maximum(n, 1.0)
+    xbar = stats.sx / safe
+    ybar = stats.sy / safe
+    sxx = jnp.sum(stats.sxx - stats.sx * xbar, axis=-1)
+    sxy = jnp.sum(stats.sxy - stats.sx * ybar, axis=-1)
+    syy = jnp.sum(stats.syy - stats.sy * ybar, axis=-1)
+    return RegionData(n, xbar, ybar, sxx, sxy, syy)
+
+
+def _log_det_terms(n: jax.Array, s2: jax.Array, d: jax.Array) -> jax.Array:
+    # Σ_r (n_r - 1) log s^2 + log d_r + n_r log 2π; a region with n_r = 0 adds 0.
+    return jnp.sum((n - 1.0) * jnp.log(s2) + jnp.log(d) + n * LOG_2PI, axis=-1)
+
+
+def intercept_marginal_loglik(
+    rd: RegionData, c: jax.Array, beta: jax.Array, sigma: jax.Array, sigma_a: jax.Array
+) -> jax.Array:
+    """log p(y | c, beta, sigma, sigma_a) of one panel, the intercepts a_r integrated out.
+
+    ``c`` (R,) holds each region's intercept apart from a_r (mean intercept and
+    any region-level terms); the model is y_rt = c_r + beta x_rt + a_r + e_rt.
+    """
+    s2 = sigma**2
+    d = s2 + rd.n * sigma_a**2
+    ebar = rd.ybar - c - beta * rd.xbar
+    w = rd.syy_w - 2.0 * beta * rd.sxy_w + beta**2 * rd.sxx_w
+    return -0.5 * (w / s2 + jnp.sum(rd.n * ebar**2 / d, axis=-1) + _log_det_terms(rd.n, s2, d))
+
+
+class LinearSpec(NamedTuple):
+    """The numbers that make one of the five models (see the module docstring)."""
+
+    hcoef: jax.Array  # (3,) design of the region means: hcoef * (1, xbar_r, xbar_r)
+    offset: jax.Array  # () known part of every intercept
+    loc: jax.Array  # (3,) prior means of theta
+    scale: jax.Array  # (3,) prior standard deviations of theta
+    sa_sampled: jax.Array  # () 1.0 when sigma_a is a parameter, 0.0 when fixed
+    sa_fixed: jax.Array  # () sigma_a when not sampled
+    sa_scale: jax.Array  # () HalfNormal scale of sigma_a when sampled
+    sigma_scale: jax.Array  # () HalfNormal scale of sigma
+    readout: jax.Array  # (3, 3) (mu, beta, contextual) = readout @ theta
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model reports, decided outside jit."""
+
+    name: str
+    has_mu: bool
+    has_contextual: bool
+    has_sigma_a: bool
+
+
+MODELS: dict[str, ModelInfo] = {
+    "pooled": ModelInfo("pooled", True, False, False),
+    "fe": ModelInfo("fe", False, False, False),
+    "re": ModelInfo("re", True, False, True),
+    "mundlak": ModelInfo("mundlak", True, True, True),
+    "rewb": ModelInfo("rewb", True, True, True),
+}
+
+
+def linear_spec(model: str, priors: Priors) -> LinearSpec:
+    """The :class:`LinearSpec` of ``model`` (a key of ``MODELS``) under ``priors``."""
+    p = priors
+    eye = np.eye(K)
+    readout = eye.copy()
+    sampled, sa_fixed, offset = 1.0, 0.0, 0.0
+    loc = [p.mu_loc, p.beta_loc, 0.0]
+    scale = [p.mu_scale, p.beta_scale, 1.0]
+    if model == "pooled":
+        hcoef, sampled = (1, 1, 0), 0.0
+    elif model == "fe":
+        hcoef, sampled, sa_fixed, offset = (0, 1, 0), 0.0, p.alpha_scale, p.alpha_loc
+        loc[0], scale[0] = 0.0, 1.0
+    elif model == "re":
+        hcoef = (1, 1, 0)
+    elif model == "mundlak":
+        hcoef = (1, 1, 1)
+        loc[2], scale[2] = p.contextual_loc, p.contextual_scale
+    elif model == "rewb":
+        hcoef = (1, 0, 1)
+        loc[2], scale[2] = p.between_loc, p.between_scale
+        readout[2] = (0.0, -1.0, 1.0)  # contextual = beta_between - beta_within
+    else:
+        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    return LinearSpec(
+        hcoef=jnp.asarray(np.asarray(hcoef, float)),
+        offset=jnp.asarray(float(offset)),
+        loc=jnp.asarray(np.asarray(loc, float)),
+        scale=jnp.asarray(np.asarray(scale, float)),
+        sa_sampled=jnp.asarray(sampled),
+        sa_fixed=jnp.asarray(float(sa_fixed)),
+        sa_scale=jnp.asarray(p.sigma_a_scale),
+        sigma_scale=jnp.asarray(p.sigma_scale),
+        readout=jnp.asarray(readout),
+    )
+
+
+def design(spec: LinearSpec, rd: RegionData) -> jax.Array:
+    """h_r for every region, shape (..., R, 3)."""
+    h = spec.hcoef
+    return jnp.stack([h[0] * jnp.ones_like(rd.xbar), h[1] * rd.xbar, h[2] * rd.xbar], axis=-1)
+
+
+# --- small dense algebra, unrolled: fast and exact under vmap on any backend ---------
+
+
+def _cholesky(a: list[list[jax.Array]]) -> list[list[jax.Array]]:
+    k = len(a)
+    low: list[list[jax.Array]] = [[jnp.zeros(()) for _ in range(k)] for _ in range(k)]
+    for j in range(k):
+        s = a[j][j] - sum((low[j][m] ** 2 for m in range(j)), jnp.zeros(()))
+        low[j][j] = jnp.sqrt(s)
+        for i in range(j + 1, k):
+            t = a[i][j] - sum((low[i][m] * low[j][m] for m in range(j)), jnp.zeros(()))
+            low[i][j] = t / low[j][j]
+    return low
+
+
+def _solve_lower(low, b):
+    out = []
+    for i in range(len(b)):
+        t = b[i] - sum((low[i][m] * out[m] for m in range(i)), jnp.zeros(()))
+        out.append(t / low[i][i])
+    return out
+
+
+def _solve_upper_t(low, b):
+    # solve low' x = b
+    k = len(b)
+    out = [jnp.zeros(())] * k
+    for i in reversed(range(k)):
+        t = b[i] - sum((low[m][i] * out[m] for m in range(i + 1, k)), jnp.zeros(()))
+        out[i] = t / low[i][i]
+    return out
+
+
+class ClassSums(NamedTuple):
+    """Region-level sums pooled over regions of equal size: the between part, compressed.
+
+    Given (sigma, sigma_a), the between-region likelihood weights region r by
+    lambda_r = n_r / (sigma^2 + n_r sigma_a^2), which depends on r only through
+    n_r. Grouping the regions by n_r into M classes (M = number of distinct sizes,
+    about 15 in the seed's design whatever R is) makes every gradient of the
+    collapsed density O(M) instead of O(R), exactly. Arrays (..., M) per class;
+    an empty class has count 0 and contributes nothing.
+    """
+
+    count: jax.Array  # regions in the class
+    n: jax.Array  # their common size n_m
+    sx: jax.Array  # Σ xbar_r
+    sxx: jax.Array  # Σ xbar_r^2
+    sy: jax.Array  # Σ ybar_r
+    syy: jax.Array  # Σ ybar_r^2
+    sxy: jax.Array  # Σ xbar_r ybar_r
+    sxx_w: jax.Array  # (...) pooled within-region sums, as in RegionData
+    sxy_w: jax.Array
+    syy_w: jax.Array
+
+
+def size_classes(n: np.ndarray) -> tuple[np.ndarray, int]:
+    """Class index of every region (rank of n_r among the distinct sizes of its panel).
+
+    Host-side (numpy), outside jit. ``n`` is (rep, R); returns the int32 ids
+    (rep, R) and M, the largest number of distinct sizes of any panel.
+    """
+    n = np.asarray(n)
+    ids = np.zeros(n.shape, np.int32)
+    m = 1
+    for i, row in enumerate(n.reshape(-1, n.shape[-1])):
+        uniq, inv = np.unique(row, return_inverse=True)
+        ids.reshape(-1, n.shape[-1])[i] = inv
+        m = max(m, len(uniq))
+    return ids, m
+
+
+def class_sums(rd: RegionData, ids: jax.Array, num_classes: int) -> ClassSums:
+    """Pool one panel's regions into ``num_classes`` size classes (ids from :func:`size_classes`).
+
+    With ``ids = arange(R)`` and ``num_classes = R`` nothing is pooled.
+    """
+
+    def seg(v):
+        return jax.ops.segment_sum(v, ids, num_segments=num_classes)
+
+    count = seg(jnp.ones_like(rd.n))
+    n = seg(rd.n) / jnp.maximum(count, 1.0)
+    return ClassSums(
+        count=count,
+        n=n,
+        sx=seg(rd.xbar),
+        sxx=seg(rd.xbar**2),
+        sy=seg(rd.ybar),
+        syy=seg(rd.ybar**2),
+        sxy=seg(rd.xbar * rd.ybar),
+        sxx_w=rd.sxx_w,
+        sxy_w=rd.sxy_w,
+        syy_w=rd.syy_w,
+    )
+
+
+class _Quadratic(NamedTuple):
+    """-2 log L(theta) = theta' P theta - 2 theta' q + c0 + log_det, given (sigma, sigma_a)."""
+
+    prec: list[list[jax.Array]]  # P, 3 x 3 nested lists
+    lin: list[jax.Array]  # q
+    c0: jax.Array
+    log_det: jax.Array
+
+
+def _quadratic(spec: LinearSpec, cs: ClassSums, sigma: jax.Array, sigma_a: jax.Array) -> _Quadratic:
+    s2 = sigma**2
+    d = s2 + cs.n * sigma_a**2
+    lam = cs.n / d
+    o = spec.offset
+    # Σ λ_r (1, x, x)(1, x, x)' and Σ λ_r ytil_r (1, x, x), ytil = ybar - o.
+    l0 = jnp.sum(lam * cs.count)
+    l1 = jnp.sum(lam * cs.sx)
+    l2 = jnp.sum(lam * cs.sxx)
+    q0 = jnp.sum(lam * (cs.sy - o * cs.count))
+    q1 = jnp.sum(lam * (cs.sxy - o * cs.sx))
+    qq = jnp.sum(lam * (cs.syy - 2.0 * o * cs.sy + o**2 * cs.count))
+    base = [[l0, l1, l1], [l1, l2, l2], [l1, l2, l2]]
+    qb = [q0, q1, q1]
+    h = spec.hcoef
+    prec = [[h[i] * h[j] * base[i][j] for j in range(K)] for i in range(K)]
+    lin = [h[i] * qb[i] for i in range(K)]
+    prec[1][1] = prec[1][1] + cs.sxx_w / s2  # the within information of b = theta_1
+    lin[1] = lin[1] + cs.sxy_w / s2
+    log_det = jnp.sum(cs.count * ((cs.n - 1.0) * jnp.log(s2) + jnp.log(d) + cs.n * LOG_2PI))
+    return _Quadratic(prec, lin, cs.syy_w / s2 + qq, log_det)
+
+
+def loglik_given_coefficients(
+    spec: LinearSpec, cs: ClassSums, theta: jax.Array, sigma: jax.Array, sigma_a: jax.Array
+) -> jax.Array:
+    """log p(y | theta, sigma, sigma_a), intercepts integrated out: the fast form of
+    :func:`intercept_marginal_loglik` for the models of :class:`LinearSpec`."""
+    qd = _quadratic(spec, cs, sigma, sigma_a)
+    t = [theta[i] for i in range(K)]
+    quad = sum(
+        (t[i] * qd.prec[i][j] * t[j] for i in range(K) for j in range(K)), jnp.zeros(())
+    ) - 2.0 * sum((t[i] * qd.lin[i] for i in range(K)), jnp.zeros(()))
+    return -0.5 * (quad + qd.c0 + qd.log_det)
+
+
+class CoefficientPosterior(NamedTuple):
+    """theta | sigma, sigma_a, y ~ N(mean, (chol chol')^-1), and log p(y | sigma, sigma_a)."""
+
+    log_marginal: jax.Array  # ()
+    mean: jax.Array  # (3,)
+    chol: jax.Array  # (3, 3) lower Cholesky factor of the posterior precision
+
+
+def coefficient_posterior(
+    spec: LinearSpec, cs: ClassSums, sigma: jax.Array, sigma_a: jax.Array
+) -> CoefficientPosterior:
+    """Integrate theta out of one panel's likelihood given (sigma, sigma_a).
+
+    With prior precision V0^-1 = diag(1/scale^2): Lambda = P + V0^-1,
+    eta = q + V0^-1 loc, and
+
+        -2 log p(y | sigma, sigma_a) = c0 + loc' V0^-1 loc - eta' Lambda^-1 eta
+                                       + log|Lambda| + log|V0| + log-det terms.
+    """
+    qd = _quadratic(spec, cs, sigma, sigma_a)
+    prec = 1.0 / spec.scale**2
+    lam_m = [[qd.prec[i][j] + (prec[i] if i == j else 0.0) for j in range(K)] for i in range(K)]
+    eta = [qd.lin[i] + spec.loc[i] * prec[i] for i in range(K)]
+    low = _cholesky(lam_m)
+    u = _solve_lower(low, eta)
+    mean = _solve_upper_t(low, u)
+    quad = sum((ui**2 for ui in u), jnp.zeros(()))
+    log_det_post = 2.0 * sum((jnp.log(low[i][i]) for i in range(K)), jnp.zeros(()))
+    prior_terms = jnp.sum(spec.loc**2 * prec) + jnp.sum(jnp.log(spec.scale**2))
+    log_marginal = -0.5 * (qd.c0 - quad + prior_terms + log_det_post + qd.log_det)
+    chol = jnp.stack([jnp.stack(row) for row in low])
+    return CoefficientPosterior(log_marginal, jnp.stack(mean), chol)
+
+
+def draw_coefficients(key: jax.Array, post: CoefficientPosterior) -> jax.Array:
+    """One exact draw of theta from its Gaussian conditional."""
+    eps = jax.random.normal(key, (K,))
+    low = [[post.chol[i, j] for j in range(K)] for i in range(K)]
+    return post.mean + jnp.stack(_solve_upper_t(low, [eps[i] for i in range(K)]))
+
+
+# --- log densities on the unconstrained space the sampler sees -------------------------
+
+
+def _halfnormal_logpdf(x: jax.Array, scale: jax.Array) -> jax.Array:
+    return math.log(2.0) + jax.scipy.stats.norm.logpdf(x, 0.0, scale)
+
+
+def scales(spec: LinearSpec, u: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(sigma, sigma_a, log prior density) from the unconstrained u = (log sigma, v).
+
+    v is log sigma_a where sigma_a is sampled, else a dummy N(0, 1) coordinate.
+    """
+    sigma = jnp.exp(u[0])
+    ea = jnp.exp(jnp.where(spec.sa_sampled > 0, u[1], 0.0))
+    sigma_a = jnp.where(spec.sa_sampled > 0, ea, spec.sa_fixed)
+    lp_a = jnp.where(
+        spec.sa_sampled > 0,
+        _halfnormal_logpdf(ea, spec.sa_scale) + u[1],
+        jax.scipy.stats.norm.logpdf(u[1]),
+    )
+    lp = _halfnormal_logpdf(sigma, spec.sigma_scale) + u[0] + lp_a
+    return sigma, sigma_a, lp
+
+
+def logdensity_scales(u: jax.Array, cs: ClassSums, spec: LinearSpec) -> jax.Array:
+    """log p(log sigma, v | y) up to a constant, theta and the intercepts integrated out."""
+    sigma, sigma_a, lp = scales(spec, u)
+    return lp + coefficient_posterior(spec, cs, sigma, sigma_a).log_marginal
+
+
+def logdensity_full(z: jax.Array, cs: ClassSums, spec: LinearSpec) -> jax.Array:
+    """log p(theta, log sigma, v | y) up to a constant, only the intercepts integrated out.
+
+    z = (theta_0, theta_1, theta_2, log sigma, v).
+    """
+    theta = z[:K]
+    sigma, sigma_a, lp = scales(spec, z[K:])
+    lp = lp + jnp.sum(jax.scipy.stats.norm.logpdf(theta, spec.loc, spec.scale))
+    return lp + loglik_given_coefficients(spec, cs, theta, sigma, sigma_a)
+
+
+def initial_center(rd: RegionData, spec: LinearSpec, mode: str) -> jax.Array:
+    """A data-based centre for dispersed initial values of one panel.
+
+    log sigma at the log of the pooled within-region SD of y, log sigma_a at the
+    log SD of the region means of y; theta (``"intercepts"`` mode) at 0.
+    """
+    n_tot = jnp.sum(rd.n)
+    n_reg = jnp.sum(rd.n > 0)
+    sd_w = jnp.sqrt(jnp.maximum(rd.syy_w, 1e-12) / jnp.maximum(n_tot - n_reg, 1.0))
+    ybar_mean = jnp.sum(rd.n * rd.ybar) / jnp.maximum(n_tot, 1.0)
+    sd_b = jnp.sqrt(jnp.sum(rd.n * (rd.ybar - ybar_mean) ** 2) / jnp.maximum(n_tot, 1.0))
+    v = jnp.where(spec.sa_sampled > 0, jnp.log(jnp.maximum(sd_b, 1e-6)), 0.0)
+    u = jnp.stack([jnp.log(sd_w), v])
+    if mode == "coefficients":
+        return u
+    return jnp.concatenate([jnp.zeros(K), u])

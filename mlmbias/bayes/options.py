@@ -1,0 +1,126 @@
+"""Settings of the Bayesian methods: the study's ``[bayes]`` table, validated.
+
+=================  ==============  ==================================================
+key                default         meaning
+=================  ==============  ==================================================
+chains             4               chains per replication
+warmup             1000            warm-up (adaptation) iterations per chain
+draws              1000            kept draws per chain
+dense_mass         false           dense instead of diagonal mass matrix
+batch_size         16 CPU, 256     replications per compiled NUTS batch (x chains)
+                   GPU/TPU
+rhat_max           1.01            converged needs split R-hat <= rhat_max ...
+ess_min            400             ... bulk ESS >= ess_min, and no divergences
+collapse           "coefficients"  what is integrated out analytically before NUTS:
+                                   "coefficients" (intercepts and the regression
+                                   coefficients: NUTS samples log sigma, log sigma_a;
+                                   coefficients drawn exactly) or "intercepts" (the
+                                   DESIGN.md form: NUTS samples the coefficients too)
+target_accept      0.8             target acceptance probability of the step size
+max_tree_depth     10              NUTS maximum tree depth
+prior_*            see priors.py   prior locations and scales
+=================  ==============  ==================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+
+from mlmbias.bayes.priors import Priors, priors_from_options
+from mlmbias.errors import ConfigError
+
+COLLAPSE_MODES = ("coefficients", "intercepts")
+
+
+def default_batch_size(backend: str | None = None) -> int:
+    """Replications per batch: moderate on CPU (the batch waits for its longest
+    trajectory), large on accelerators (which need width to be busy)."""
+    backend = backend or jax.default_backend()
+    return 16 if backend == "cpu" else 256
+
+
+@dataclass(frozen=True)
+class BayesSettings:
+    chains: int = 4
+    warmup: int = 1000
+    draws: int = 1000
+    dense_mass: bool = False
+    batch_size: int = 16
+    rhat_max: float = 1.01
+    ess_min: float = 400.0
+    collapse: str = "coefficients"
+    target_accept: float = 0.8
+    max_tree_depth: int = 10
+    priors: Priors = field(default_factory=Priors)
+
+
+def _int(key: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"'{key}' must be an integer >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"'{key}' must be an integer <= {high}, got {value!r}")
+    return int(value)
+
+
+def _float(key: str, value: Any, low: float, high: float, open_low: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
+    if value < low or value > high or (open_low and value == low):
+        bracket = "(" if open_low else "["
+        raise ConfigError(f"'{key}' must lie in {bracket}{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
+    """Validate the ``[bayes]`` table; an unknown key is a ``ConfigError`` naming it."""
+    options = dict(options or {})
+    known = {
+        "chains",
+        "warmup",
+        "draws",
+        "dense_mass",
+        "batch_size",
+        "rhat_max",
+        "ess_min",
+        "collapse",
+        "target_accept",
+        "max_tree_depth",
+    }
+    for key in options:
+        if key not in known and not key.startswith("prior_"):
+            allowed = ", ".join(sorted(known) + ["prior_*"])
+            raise ConfigError(f"unknown [bayes] option '{key}'; allowed: {allowed}")
+    out: dict[str, Any] = {"priors": priors_from_options(options)}
+    if "chains" in options:
+        out["chains"] = _int("chains", options["chains"], 1)
+    if "warmup" in options:
+        out["warmup"] = _int("warmup", options["warmup"], 0)
+    if "draws" in options:
+        out["draws"] = _int("draws", options["draws"], 4)
+    if "dense_mass" in options:
+        if not isinstance(options["dense_mass"], bool):
+            raise ConfigError(f"'dense_mass' must be true or false, got {options['dense_mass']!r}")
+        out["dense_mass"] = options["dense_mass"]
+    batch = options.get("batch_size")
+    out["batch_size"] = default_batch_size() if batch is None else _int("batch_size", batch, 1)
+    if "rhat_max" in options:
+        out["rhat_max"] = _float("rhat_max", options["rhat_max"], 1.0, math.inf)
+    if "ess_min" in options:
+        out["ess_min"] = _float("ess_min", options["ess_min"], 0.0, math.inf)
+    if "collapse" in options:
+        if options["collapse"] not in COLLAPSE_MODES:
+            allowed = ", ".join(COLLAPSE_MODES)
+            raise ConfigError(f"'collapse' must be one of {allowed}, got {options['collapse']!r}")
+        out["collapse"] = options["collapse"]
+    if "target_accept" in options:
+        out["target_accept"] = _float(
+            "target_accept", options["target_accept"], 0.0, 0.999, open_low=True
+        )
+    if "max_tree_depth" in options:
+        out["max_tree_depth"] = _int("max_tree_depth", options["max_tree_depth"], 1, 15)
+    return BayesSettings(**out)

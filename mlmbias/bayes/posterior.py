@@ -1,0 +1,187 @@
+"""Posterior draws of the collapsed models for many replications at once.
+
+:func:`sample` runs batched NUTS (:mod:`mlmbias.bayes.sampler`) on the
+collapsed densities of :mod:`mlmbias.bayes.collapsed` and returns, per
+replication and chain, draws of (mu, beta, contextual, sigma, sigma_a).
+
+Replication i with key k_i always gives the same numbers for the same batch
+size and backend, whichever other replications share its batch: its chains
+are keyed by ``split(k_i, chains)``, and every static shape that depends on
+data (the number of size classes, see ``ClassSums``) is a function of the
+replication's own data alone (:func:`class_tier`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlmbias.bayes import collapsed as C
+from mlmbias.bayes.options import BayesSettings
+from mlmbias.bayes.sampler import NutsSettings, nuts_batch
+from mlmbias.groupstats import GroupStats
+
+QUANTITIES = ("mu", "beta", "contextual", "sigma", "sigma_a")
+_MIN_TIER = 16
+
+
+class Draws(NamedTuple):
+    """Host (numpy) output for a set of replications."""
+
+    values: np.ndarray  # (rep, chains, draws, 5) in the order of QUANTITIES
+    divergences: np.ndarray  # (rep,) post-warm-up divergent transitions, all chains
+    step_size: np.ndarray  # (rep, chains)
+    accept_prob: np.ndarray  # (rep, chains)
+    num_steps: np.ndarray  # (rep,) mean leapfrog steps per draw
+
+    def get(self, name: str) -> np.ndarray:
+        """(rep, chains, draws) draws of one quantity."""
+        return self.values[..., QUANTITIES.index(name)]
+
+
+def class_tier(distinct: int, n_regions: int) -> int:
+    """Size-class slots for a panel with ``distinct`` region sizes: R when R <= 16,
+    else the smallest of 16, 32, 64, ... (capped at R) that holds them."""
+    if n_regions <= _MIN_TIER:
+        return n_regions
+    m = _MIN_TIER
+    while m < distinct:
+        m *= 2
+    return min(m, n_regions)
+
+
+def _initial(rd: C.RegionData, cs: C.ClassSums, spec: C.LinearSpec, mode: str):
+    """Centre of the initial values and a guess of the posterior variances (unconstrained)."""
+    u = C.initial_center(rd, spec, "coefficients")
+    n_tot = jnp.sum(rd.n)
+    n_reg = jnp.sum(rd.n > 0)
+    var_u = jnp.stack(
+        [
+            0.5 / jnp.maximum(n_tot - n_reg, 1.0),
+            jnp.where(spec.sa_sampled > 0, 2.0 / jnp.maximum(n_reg, 1.0), 1.0),
+        ]
+    )
+    if mode == "coefficients":
+        return u, var_u, jnp.zeros(2)
+    sigma, sigma_a, _ = C.scales(spec, u)
+    post = C.coefficient_posterior(spec, cs, sigma, sigma_a)
+    cov = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(C.K))
+    sd = jnp.sqrt(jnp.diag(cov))
+    centre = jnp.concatenate([post.mean, u])
+    spread = jnp.concatenate([2.0 * sd, jnp.ones(2)])
+    return centre, jnp.concatenate([sd**2, var_u]), spread
+
+
+@functools.cache
+def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
+    """The jitted batch program for fixed settings (compiled once per input shape)."""
+    logdensity = C.logdensity_scales if mode == "coefficients" else C.logdensity_full
+    dim = 2 if mode == "coefficients" else C.K + 2
+
+    def outputs(key, z, cs, spec):
+        # One draw of (mu, beta, contextual, sigma, sigma_a) from unconstrained z.
+        sigma, sigma_a, _ = C.scales(spec, z[-2:])
+        if mode == "coefficients":
+            theta = C.draw_coefficients(key, C.coefficient_posterior(spec, cs, sigma, sigma_a))
+        else:
+            theta = z[: C.K]
+        named = spec.readout @ theta
+        return jnp.stack([named[0], named[1], named[2], sigma, sigma_a])
+
+    def run(keys, stats, ids, spec):
+        n_rep = keys.shape[0]
+        rd = C.region_data(stats)
+        cs = jax.vmap(lambda r, i: C.class_sums(r, i, num_classes))(rd, ids)
+        centre, var0, spread = jax.vmap(lambda r, c: _initial(r, c, spec, mode))(rd, cs)
+
+        def per_chain(a):
+            return jnp.repeat(a, chains, axis=0)
+
+        chain_keys = jax.vmap(lambda k: jax.random.split(k, chains))(keys).reshape(-1, 2)
+        k_init, k_nuts, k_post = jnp.moveaxis(
+            jax.vmap(lambda k: jax.random.split(k, 3))(chain_keys), 1, 0
+        )
+        jitter = jax.vmap(lambda k: jax.random.uniform(k, (dim,), minval=-1.0, maxval=1.0))(k_init)
+        spread = jnp.where(spread > 0, spread, 1.0)
+        z0 = per_chain(centre) + jitter * per_chain(spread)
+        cs_c = jax.tree.map(per_chain, cs)
+        out = nuts_batch(
+            k_nuts,
+            z0,
+            logdensity,
+            (cs_c, spec),
+            nuts,
+            data_axes=(0, None),
+            inverse_mass=per_chain(var0),
+        )
+        n_draws = nuts.num_samples
+
+        def chain_outputs(k, zs, c):
+            ks = jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(n_draws))
+            return jax.vmap(lambda kk, z: outputs(kk, z, c, spec))(ks, zs)
+
+        values = jax.vmap(chain_outputs)(k_post, out.z, cs_c)
+        return (
+            values.reshape(n_rep, chains, n_draws, len(QUANTITIES)),
+            out.diverging.sum(axis=-1).reshape(n_rep, chains).sum(axis=1),
+            out.step_size.reshape(n_rep, chains),
+            out.accept_prob.reshape(n_rep, chains),
+            out.num_steps.mean(axis=-1).reshape(n_rep, chains).mean(axis=1),
+        )
+
+    return jax.jit(run)
+
+
+def nuts_settings(settings: BayesSettings) -> NutsSettings:
+    return NutsSettings(
+        num_warmup=settings.warmup,
+        num_samples=settings.draws,
+        dense_mass=settings.dense_mass,
+        target_accept_prob=settings.target_accept,
+        max_tree_depth=settings.max_tree_depth,
+    )
+
+
+def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draws:
+    """Draws of ``model`` for every replication of ``stats`` (rep, R), keyed by ``keys`` (rep, 2).
+
+    Replications are grouped by their size-class tier and run in batches of
+    ``settings.batch_size``; a short last batch is padded by repeating its last
+    replication, so one compiled program serves every batch of a tier.
+    """
+    spec = C.linear_spec(model, settings.priors)
+    keys = np.asarray(keys)
+    stats = GroupStats(*(np.asarray(a) for a in stats))
+    n_rep, n_regions = stats.n.shape
+    ids, _ = C.size_classes(stats.n)
+    distinct = ids.max(axis=1) + 1
+    tiers = np.array([class_tier(int(d), n_regions) for d in distinct])
+    nuts = nuts_settings(settings)
+    b = settings.batch_size
+    results: list[tuple[np.ndarray, tuple[np.ndarray, ...]]] = []
+    for tier in np.unique(tiers):
+        program = _program(settings.collapse, settings.chains, nuts, int(tier))
+        members = np.flatnonzero(tiers == tier)
+        for start in range(0, len(members), b):
+            idx = members[start : start + b]
+            padded = np.concatenate([idx, np.full(b - len(idx), idx[-1])])
+            out = program(
+                jnp.asarray(keys[padded]),
+                GroupStats(*(jnp.asarray(a[padded]) for a in stats)),
+                jnp.asarray(ids[padded]),
+                spec,
+            )
+            out = jax.device_get(out)
+            results.append((idx, tuple(np.asarray(o)[: len(idx)] for o in out)))
+    fields = []
+    for j in range(5):
+        first = results[0][1][j]
+        arr = np.empty((n_rep, *first.shape[1:]), first.dtype)
+        for idx, out in results:
+            arr[idx] = out[j]
+        fields.append(arr)
+    return Draws(*fields)
