@@ -34,9 +34,6 @@ from mlmbias.simulate import simulate
 from mlmbias.store import Unit
 from mlmbias.study import Study
 
-# Replications per Bayesian unit when [bayes] batch_size is not set: one vmapped
-# NUTS batch. Frequentist units hold the study's ``block`` replications.
-BAYES_BLOCK = 32
 # [bayes] keys the runner reads itself rather than passing to the sampler.
 _RUNNER_BAYES_KEYS = ("replications",)
 
@@ -44,16 +41,17 @@ _RUNNER_BAYES_KEYS = ("replications",)
 def replications_for(study: Study, spec: MethodSpec) -> int:
     """Replications of a method: ``[bayes] replications`` for Bayesian ones if set."""
     if spec.kind == "bayes":
-        n = study.bayes.get("replications", study.replications)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"'bayes.replications' must be an integer >= 1, got {n!r}")
-        return n
+        return study.bayes.get("replications", study.replications)
     return study.replications
 
 
 def block_for(study: Study, spec: MethodSpec) -> int:
+    """Replications per unit: one vmapped NUTS batch (``[bayes] batch_size``, else
+    the backend's default) for Bayesian methods, the study's ``block`` otherwise."""
     if spec.kind == "bayes":
-        return int(study.bayes.get("batch_size", BAYES_BLOCK))
+        from mlmbias.bayes.options import default_batch_size
+
+        return int(study.bayes.get("batch_size", default_batch_size()))
     return study.block
 
 

@@ -88,7 +88,18 @@ class Study:
             grid[key] = values
         object.__setattr__(self, "grid", grid)
         object.__setattr__(self, "bayes", dict(self.bayes))
+        self._validate_bayes()
         self.conditions()  # validates every DGP of the grid
+
+    def _validate_bayes(self) -> None:
+        """``[bayes] replications`` here, the sampler settings by the Bayesian package."""
+        from mlmbias.bayes.options import settings_from_options
+
+        settings = {k: v for k, v in self.bayes.items() if k != "replications"}
+        reps = self.bayes.get("replications", 1)
+        if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+            raise ConfigError(f"'bayes.replications' must be an integer >= 1, got {reps!r}")
+        settings_from_options(settings)
 
     def conditions(self) -> list[DGP]:
         """Every condition of the grid (the product of its lists, in file order)."""

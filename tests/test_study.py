@@ -50,6 +50,9 @@ def test_dgp_overrides_and_grid(tmp_path):
         ("[dgp]\nn_regions = 3\n[grid]\nn_regions = [4]", "set in both"),
         ("dgp = 3", "'dgp' must be a table"),
         ("seed = = 3", "malformed TOML"),
+        ("[bayes]\nchains = 0", "'chains' must be an integer >= 1"),
+        ("[bayes]\nwarmpu = 10", "warmpu"),
+        ("[bayes]\nreplications = 0", "'bayes.replications' must be an integer >= 1"),
     ],
 )
 def test_invalid_study_files(tmp_path, text, message):
