@@ -52,8 +52,24 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         df = pd.read_csv(args.file)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {args.file}: {exc}") from None
+    from mlmbias.study import parse_assignment
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    table = fit(df, args.group, args.x, args.y, methods=methods, level=args.level, seed=args.seed)
+    options = dict(parse_assignment(s) for s in args.set or [])
+    if options:
+        from mlmbias.bayes.options import settings_from_options
+
+        settings_from_options(options)
+    table = fit(
+        df,
+        args.group,
+        args.x,
+        args.y,
+        methods=methods,
+        level=args.level,
+        seed=args.seed,
+        options=options,
+    )
     if args.json:
         records = [
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
@@ -151,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", help="comma-separated methods (default: all frequentist)")
     p.add_argument("--level", type=float, default=0.94, help="interval level (default 0.94)")
     p.add_argument("--seed", type=int, default=0, help="seed for the Bayesian samplers")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a [bayes] setting for the Bayesian methods (chains=4, draws=2000, ...)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(func=_cmd_fit)
 

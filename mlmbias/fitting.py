@@ -71,8 +71,7 @@ def fit(
         for estimand, cols in out.items():
             row: dict[str, Any] = {"method": spec.name, "estimand": estimand}
             for key, value in cols.items():
-                v = np.asarray(value)[0].item()
-                row[key] = None if isinstance(v, float) and np.isnan(v) else v
+                row[key] = np.asarray(value)[0].item()
             rows.append(row)
     frame = pd.DataFrame(rows)
     extra = [c for c in frame.columns if c not in RECORD_KEYS]

@@ -87,9 +87,12 @@ def run_cli(args):
         ["simulate", "--seed", "0"],
         ["no-such-command"],
         ["fit", "{tmp}/absent.csv"],
+        ["fit", "{tmp}/panel.csv", "--methods", "bayes-re", "--set", "bogus=1"],
+        ["fit", "{tmp}/panel.csv", "--methods", "bayes-re", "--set", "chains=0"],
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args):
+    to_frame(simulate_condition(DGP(n_regions=3), 0, [0])).to_csv(tmp_path / "panel.csv")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     assert run_cli(args) == 2
     err = capsys.readouterr().err
