@@ -89,6 +89,13 @@ METHOD_SPECS: list[MethodSpec] = [
         "classic Hausman test FE vs RE (Stata's default), chi2(1)",
     ),
     MethodSpec(
+        "hausman-sigmamore",
+        "frequentist",
+        f"{_P}.hausman:hausman_sigmamore",
+        ("test",),
+        "Hausman test FE vs RE with the RE disturbance variance in both (Stata's sigmamore)",
+    ),
+    MethodSpec(
         "hausman-robust",
         "frequentist",
         f"{_P}.hausman:hausman_robust",

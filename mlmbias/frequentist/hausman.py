@@ -10,6 +10,13 @@
   p = 1. Here statistic and p-value are NaN, so the replication counts as failed,
   and NOT_POSITIVE_DEFINITE (with NONFINITE) says why; the diagnostics
   ``contrast`` (b_FE - b_RE) and ``var_diff`` (V_FE - V_RE) keep the pieces.
+- ``hausman-sigmamore``: the same contrast with both variances built on one
+  disturbance variance, that of the efficient estimator (Stata's ``hausman fe
+  re, sigmamore``): V = s2_RE (1/Wxx - [X*'X*]^-1_beta), where s2_RE and X*'X*
+  are those of the ``re-fgls`` covariance. X*'X* adds the between-region
+  information to Wxx, so V >= 0 and the test is defined whenever the region
+  effects are estimated (V = 0 only when the regions carry no information on
+  beta); useful where the classic test is undefined in most replications.
 - ``hausman-robust``: the regression-based test (Mundlak 1978, Wooldridge 2010
   section 10.7.3): the Wald statistic gamma^2 / V_CR1(gamma) of the Mundlak term in
   the Swamy-Arora FGLS model y ~ 1 + x + xbar, with the CR1 covariance clustered
@@ -52,6 +59,20 @@ def _hausman(stats: GroupStats) -> dict:
     return {"test": chi2_test(statistic, 1, flag, contrast=contrast, var_diff=var_diff)}
 
 
+def _hausman_sigmamore(stats: GroupStats) -> dict:
+    """Hausman test with both variances on the RE disturbance variance; chi2(1)."""
+    p = prepare(stats)
+    fe = within(p)
+    re = fgls(p, RE_COLS)
+    contrast = fe.beta - re.coef[1]
+    s2_re = re.cov[1, 1] / re.xtx_inv[1, 1]
+    var_diff = s2_re * (fe.var / fe.sigma2 - re.xtx_inv[1, 1])
+    positive = var_diff > 0
+    statistic = jnp.where(positive, contrast**2 / jnp.where(positive, var_diff, 1.0), jnp.nan)
+    flag = fe.flag | re.flag | bit(~positive & jnp.isfinite(var_diff), flags.NOT_POSITIVE_DEFINITE)
+    return {"test": chi2_test(statistic, 1, flag, contrast=contrast, var_diff=var_diff)}
+
+
 def _hausman_robust(stats: GroupStats) -> dict:
     """Wald test of the Mundlak term with CR1 covariance clustered by region; chi2(1)."""
     p = prepare(stats)
@@ -66,4 +87,5 @@ def _hausman_robust(stats: GroupStats) -> dict:
 
 
 hausman = batch_method(_hausman)
+hausman_sigmamore = batch_method(_hausman_sigmamore)
 hausman_robust = batch_method(_hausman_robust)

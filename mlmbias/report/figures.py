@@ -20,7 +20,7 @@ from scipy.stats import norm  # noqa: E402
 
 RANDOM_INTERCEPT = ("bayes-re", "re-reml", "re-fgls", "re-ml")
 MUNDLAK = ("bayes-mundlak", "mundlak-reml", "mundlak-fgls")
-TESTS = ("hausman", "hausman-robust")
+TESTS = ("hausman", "hausman-sigmamore", "hausman-robust")
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 

@@ -77,3 +77,35 @@ def test_robust_matches_clustered_mundlak_wald(reference):
         assert_close(got["p_value"], st.chi2.sf(wald, 1), 1e-8, what)
         assert_close(got["contextual"], res.params["xbar"], CLOSED_FORM_RTOL, what)
         assert got["df"] == 1
+
+
+def _sigmamore_from_linearmodels(d):
+    """Stata's sigmamore: FE and RE variances both on the RE disturbance variance."""
+    fe, re = lm_fe(d), lm_re(d)
+    contrast = fe.params["ad_spend"] - re.params["ad_spend"]
+    wxx_inv = fe.std_errors["ad_spend"] ** 2 / fe.s2
+    var_diff = re.s2 * wxx_inv - re.std_errors["ad_spend"] ** 2
+    return contrast, var_diff
+
+
+def test_sigmamore_matches_linearmodels_pieces(reference):
+    for i, frame in enumerate(reference.frames):
+        contrast, var_diff = _sigmamore_from_linearmodels(panel_data(frame))
+        got = column(reference.results, "hausman-sigmamore", i, "test")
+        what = f"hausman-sigmamore rep {i} ({reference.labels[i]})"
+        assert_close(got["contrast"], contrast, CLOSED_FORM_RTOL, what)
+        assert_close(got["var_diff"], var_diff, 1e-8, what)
+        assert_close(got["estimate"], contrast**2 / var_diff, 1e-8, what)
+        assert_close(got["p_value"], st.chi2.sf(contrast**2 / var_diff, 1), 1e-8, what)
+
+
+def test_sigmamore_defined_where_the_classic_test_is_not():
+    """Same panels as the not-positive-definite test: sigmamore's variance is positive."""
+    dgp = DGP(n_regions=5, competition_sd=0.0, adspend_region_sd=0.0, confounding=0.0)
+    panel = simulate_condition(dgp, 21, range(8), max_obs(5))
+    stats = pad_stats(group_stats(panel), R_PAD)
+    batch = Batch(None, stats, None)
+    classic = get_method("hausman").load()(batch, LEVEL, {})["test"]
+    more = get_method("hausman-sigmamore").load()(batch, LEVEL, {})["test"]
+    assert np.isnan(classic["estimate"][:8]).any()
+    assert (more["var_diff"][:8] > 0).all() and np.isfinite(more["p_value"][:8]).all()
