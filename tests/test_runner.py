@@ -287,5 +287,5 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for sub in ("simulate", "fit", "run", "merge"):
+    for sub in ("simulate", "fit", "run", "report", "merge"):
         assert sub in text
