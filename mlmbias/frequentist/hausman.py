@@ -46,31 +46,35 @@ from mlmbias.frequentist.within import within
 from mlmbias.groupstats import GroupStats
 
 
-def _hausman(stats: GroupStats) -> dict:
-    """Classic Hausman test of FE against RE (Swamy-Arora), each with its own variance."""
+def _contrast_test(stats: GroupStats, sigmamore: bool) -> dict:
+    """Hausman's contrast of FE and RE (Swamy-Arora), referred to chi2(1).
+
+    Variances: each estimator's own (classic), or both on the RE disturbance
+    variance (``sigmamore``), V_FE - V_RE = s2_RE (1/Wxx - [X*'X*]^-1_beta).
+    """
     p = prepare(stats)
     fe = within(p)
     re = fgls(p, RE_COLS)
     contrast = fe.beta - re.coef[1]
-    var_diff = fe.var - re.cov[1, 1]
+    if sigmamore:
+        s2_re = re.cov[1, 1] / re.xtx_inv[1, 1]
+        var_diff = s2_re * (fe.var / fe.sigma2 - re.xtx_inv[1, 1])
+    else:
+        var_diff = fe.var - re.cov[1, 1]
     positive = var_diff > 0
     statistic = jnp.where(positive, contrast**2 / jnp.where(positive, var_diff, 1.0), jnp.nan)
     flag = fe.flag | re.flag | bit(~positive & jnp.isfinite(var_diff), flags.NOT_POSITIVE_DEFINITE)
     return {"test": chi2_test(statistic, 1, flag, contrast=contrast, var_diff=var_diff)}
+
+
+def _hausman(stats: GroupStats) -> dict:
+    """Classic Hausman test of FE against RE (Swamy-Arora), each with its own variance."""
+    return _contrast_test(stats, sigmamore=False)
 
 
 def _hausman_sigmamore(stats: GroupStats) -> dict:
     """Hausman test with both variances on the RE disturbance variance; chi2(1)."""
-    p = prepare(stats)
-    fe = within(p)
-    re = fgls(p, RE_COLS)
-    contrast = fe.beta - re.coef[1]
-    s2_re = re.cov[1, 1] / re.xtx_inv[1, 1]
-    var_diff = s2_re * (fe.var / fe.sigma2 - re.xtx_inv[1, 1])
-    positive = var_diff > 0
-    statistic = jnp.where(positive, contrast**2 / jnp.where(positive, var_diff, 1.0), jnp.nan)
-    flag = fe.flag | re.flag | bit(~positive & jnp.isfinite(var_diff), flags.NOT_POSITIVE_DEFINITE)
-    return {"test": chi2_test(statistic, 1, flag, contrast=contrast, var_diff=var_diff)}
+    return _contrast_test(stats, sigmamore=True)
 
 
 def _hausman_robust(stats: GroupStats) -> dict:
