@@ -25,6 +25,10 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	bash bench/bench.sh
 
+perf: $(STAMP)
+	$(PY) -m pytest bench/test_perf.py --benchmark-json bench/results/perf.json -p no:cacheprovider
+	$(PY) bench/write_results.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mlmbias tests bench
 	$(VENV)/bin/ruff format --check mlmbias tests bench

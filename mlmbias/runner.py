@@ -275,6 +275,10 @@ def run_study(
             )
             try:
                 block = (unit.condition_index, unit.start, unit.stop)
+                if cache is not None and cache[0][0] != unit.condition_index:
+                    # each compiled sampler holds thousands of memory mappings;
+                    # a long study would otherwise exhaust the kernel's limit
+                    jax.clear_caches()
                 if cache is None or cache[0] != block:
                     cache = (block, _simulate_block(study, dgp, unit.start, unit.stop))
                 frame = fit_unit(study, unit, dgp, *cache[1])

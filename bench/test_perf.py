@@ -1,0 +1,725 @@
+"""``make perf``: the throughput figures, as pytest-benchmark benchmarks.
+
+    .venv/bin/python -m pytest bench/test_perf.py \\
+        --benchmark-json bench/results/perf.json -p no:cacheprovider
+    .venv/bin/python bench/write_results.py
+
+Not collected by ``make test`` (``testpaths`` is ``tests``). Every figure is
+measured in this run, against baselines measured in this run; nothing is
+asserted about time. Besides pytest-benchmark's JSON, the suite writes the
+figures and ratios to ``bench/results/perf_figures.json`` (after every test, so
+a run cut short keeps what it measured), which ``bench/write_results.py`` turns
+into ``bench/RESULTS.md``.
+
+(a) ``test_bayes_batched`` / ``test_bayes_loop``: posteriors per second of the
+    batched collapsed ``bayes-mundlak`` and ``bayes-re`` (the registry's fit
+    functions: NUTS vmapped over replications x chains, summaries and
+    diagnostics included) against a loop of ``numpyro.infer.MCMC.run`` on the
+    observation-level NumPyro model, one replication at a time, at R = 10, 50
+    and 200; 4 chains, 1000 warm-up + 1000 draws on both sides; the converged
+    fraction (split R-hat <= 1.01 and bulk ESS >= 400 for every monitored
+    quantity, no divergences) for both. Compilation is excluded on both sides:
+    the batched side first fits one replication of each size-class tier (which
+    compiles every program the timed batch uses), the loop side first runs one
+    extra replication. The ``MCMC`` object is built once with
+    ``jit_model_args=True``, so the loop never recompiles: the fastest honest
+    loop, not the naive one. The loop runs a few replications only (time).
+(b) ``test_frequentist_batched`` / ``test_frequentist_loop``: all twelve
+    frequentist estimators batched in JAX against the linearmodels/statsmodels
+    loop, through ``bench/bench_frequentist.py``'s own functions.
+(c) ``test_batch_size_sweep``: posteriors per second and lockstep waste at 1 to
+    256 replications per batch (R = 50); ``test_sweep_default`` picks the
+    default batch size from it. Lockstep: a vmapped NUTS step lasts as long as
+    the longest trajectory of the batch (replications x chains), so per kept
+    draw the batch pays max(steps) while each chain needs its own; the
+    efficiency is sum over draws of mean(steps) / sum over draws of max(steps),
+    and the waste is 1 - efficiency. The per-draw step counts come from the
+    sampler's output (``ChainOutput.num_steps``, kept draws only: the warm-up
+    scan does not return them), captured by compiling the batch program with
+    one extra output (``_CountingPrograms``); the timed fit runs that same
+    program.
+(d) ``test_memory_r1000``: peak resident memory of a fresh process running one
+    Bayesian unit as the runner does (simulate, group statistics, fit) at
+    R = 1000 for a few batch sizes, extrapolated linearly to the largest batch that fits in 24 GiB,
+    checked against XLA's own buffer accounting of the NUTS program compiled
+    (not run) at that size.
+
+Both sides of every comparison run on one CPU thread (``XLA_FLAGS`` and the
+BLAS thread variables, unless already set), so that they compete for the same
+resources. ``PERF_SMALL=1`` shrinks every size for a quick check of the suite.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import datetime  # noqa: E402
+import functools  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import mlmbias  # noqa: E402
+from mlmbias import DGP, GroupStats, group_stats, replication_keys, simulate_condition  # noqa: E402
+from mlmbias.bayes import collapsed as C  # noqa: E402
+from mlmbias.bayes import posterior  # noqa: E402
+from mlmbias.bayes.options import default_batch_size, settings_from_options  # noqa: E402
+from mlmbias.frequentist import METHOD_SPECS  # noqa: E402
+from mlmbias.registry import Batch, get_method  # noqa: E402
+from mlmbias.seeding import method_keys  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import bench_frequentist as bf  # noqa: E402
+
+SMALL = os.environ.get("PERF_SMALL", "") not in ("", "0")
+FIGURES_PATH = Path(os.environ.get("PERF_FIGURES", BENCH / "results" / "perf_figures.json"))
+COMMAND = (
+    "make perf  (.venv/bin/python -m pytest bench/test_perf.py "
+    "--benchmark-json bench/results/perf.json -p no:cacheprovider)"
+)
+SEED = 20250713
+LEVEL = 0.94
+GiB = 2**30
+
+if SMALL:
+    SETTINGS = {"chains": 4, "warmup": 60, "draws": 60}
+    REGIONS = (10, 50)
+    BATCHED_REPS = 8
+    LOOP_REPS = {10: 1, 50: 1}
+    SWEEP_SIZES = (1, 2, 4)
+    SWEEP_MIN_REPS = 4
+    SWEEP_MODELS = ("mundlak",)
+    FREQ_REPS, FREQ_LOOP = 500, 2
+    MEMORY_SIZES = (2, 4, 8)
+    MEMORY_REGIONS = 200
+else:
+    SETTINGS = {"chains": 4, "warmup": 1000, "draws": 1000}
+    REGIONS = (10, 50, 200)
+    BATCHED_REPS = 64
+    LOOP_REPS = {10: 3, 50: 3, 200: 3}
+    SWEEP_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    SWEEP_MIN_REPS = 64
+    SWEEP_MODELS = ("mundlak", "re")
+    FREQ_REPS, FREQ_LOOP = 10_000, 20
+    MEMORY_SIZES = (16, 64, 256)
+    MEMORY_REGIONS = 1000
+SWEEP_MODELS = tuple(os.environ.get("PERF_SWEEP_MODELS", ",".join(SWEEP_MODELS)).split(","))
+SWEEP_REGIONS = 50
+MEMORY_LIMIT = 24 * GiB
+# Pick the smallest batch whose throughput is within this fraction of the best.
+DEFAULT_TOLERANCE = 0.05
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _machine() -> dict:
+    import numpyro
+
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": mem,
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "numpyro": numpyro.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "mlmbias": mlmbias.__version__,
+    }
+
+
+FIGURES: dict = {
+    "command": COMMAND,
+    "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    "small": SMALL,
+    "settings": {
+        **SETTINGS,
+        "level": LEVEL,
+        "seed": SEED,
+        "batched_reps": BATCHED_REPS,
+        "loop_reps": {str(k): v for k, v in LOOP_REPS.items()},
+        "default_batch_size": default_batch_size(),
+    },
+    "bayes": {},
+    "frequentist": {},
+    "sweep": {},
+    "memory": {},
+}
+
+
+def _save() -> None:
+    FIGURES["machine"] = _machine()
+    FIGURES["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    FIGURES_PATH.parent.mkdir(parents=True, exist_ok=True)
+    tmp = FIGURES_PATH.with_suffix(".tmp")
+    tmp.write_text(json.dumps(FIGURES, indent=2, default=float) + "\n")
+    tmp.replace(FIGURES_PATH)
+
+
+def _timed(benchmark, fn, rounds: int = 1):
+    """Run ``fn`` under pytest-benchmark (``rounds`` rounds, one call each) and
+    return its last result and the median of our own wall-clock times (the same
+    calls), so the figures exist with ``--benchmark-disable`` too."""
+    times: list[float] = []
+    results: list = []
+
+    def target():
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+        results.append(out)
+        return out
+
+    benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=0)
+    return results[-1], statistics.median(times)
+
+
+@pytest.fixture(autouse=True)
+def _free_compiled_programs():
+    """Drop every compiled program after each test. XLA's CPU JIT keeps each
+    executable's code in its own memory mappings; the suite compiles hundreds of
+    programs (every batch size, R and loop model), which otherwise exhausts the
+    kernel's per-process mapping limit (vm.max_map_count, 65530 here) and
+    aborts with "LLVM compilation error: Cannot allocate memory"."""
+    yield
+    posterior._program.cache_clear()
+    _counting.cache_clear()
+    jax.clear_caches()
+    gc.collect()
+
+
+# --------------------------------------------------------------------------- Bayesian inputs
+
+
+@functools.cache
+def _panel_stats(n_regions: int, reps: int) -> GroupStats:
+    panel = simulate_condition(DGP(n_regions=n_regions), SEED, np.arange(reps))
+    return GroupStats(*(np.asarray(a) for a in group_stats(panel)))
+
+
+def _tiers(stats: GroupStats) -> np.ndarray:
+    """The size-class tier of every replication (one compiled program per tier)."""
+    n = np.asarray(stats.n)
+    ids, _ = C.size_classes(n)
+    return np.array([posterior.class_tier(int(d), n.shape[1]) for d in ids.max(axis=1) + 1])
+
+
+def _inputs(method: str, n_regions: int, idx: np.ndarray) -> Batch:
+    dgp = DGP(n_regions=n_regions)
+    stats = _panel_stats(n_regions, int(max(idx.max() + 1, 1)))
+    keys = np.asarray(method_keys(replication_keys(SEED, dgp, idx), method))
+    return Batch(keys, GroupStats(*(a[idx] for a in stats)), None)
+
+
+def _subset(batch: Batch, idx: np.ndarray) -> Batch:
+    return Batch(batch.keys[idx], GroupStats(*(a[idx] for a in batch.stats)), None)
+
+
+def _one_per_tier(batch: Batch) -> np.ndarray:
+    _, first = np.unique(_tiers(batch.stats), return_index=True)
+    return np.sort(first)
+
+
+def _same_tier(n_regions: int, reps: int) -> np.ndarray:
+    """``reps`` replication indices that all share the most common tier (one program,
+    no padding from a second tier)."""
+    pool = max(2 * reps, 64)
+    while True:
+        tiers = _tiers(_panel_stats(n_regions, pool))
+        values, counts = np.unique(tiers, return_counts=True)
+        members = np.flatnonzero(tiers == values[np.argmax(counts)])
+        if len(members) >= reps:
+            return members[:reps]
+        pool *= 2
+
+
+def _batched_fit(method: str, batch: Batch, options: dict) -> tuple:
+    """A fit of ``batch`` with every program compiled beforehand; returns the timed
+    callable and the seconds of the warm-up (compilation + one batch per tier)."""
+    fit = get_method(method).load()
+    t0 = time.perf_counter()
+    fit(_subset(batch, _one_per_tier(batch)), LEVEL, options)
+    warm = time.perf_counter() - t0
+    return (lambda: fit(batch, LEVEL, options)), warm
+
+
+def _converged(out: dict) -> np.ndarray:
+    return np.asarray(out["beta"]["converged"], bool)
+
+
+# --------------------------------------------------------------------------- (a) Bayesian
+
+
+def _entry(model: str, n_regions: int) -> dict:
+    return FIGURES["bayes"].setdefault(f"bayes-{model}", {}).setdefault(str(n_regions), {})
+
+
+def _ratio(entry: dict) -> None:
+    if "batched" in entry and "loop" in entry:
+        b, lp = entry["batched"], entry["loop"]
+        entry["speedup"] = b["posteriors_per_second"] / lp["posteriors_per_second"]
+
+
+@pytest.mark.parametrize("n_regions", REGIONS)
+@pytest.mark.parametrize("model", ["mundlak", "re"])
+def test_bayes_batched(benchmark, model: str, n_regions: int) -> None:
+    method = f"bayes-{model}"
+    options = dict(SETTINGS)
+    batch = _inputs(method, n_regions, np.arange(BATCHED_REPS))
+    run, warm = _batched_fit(method, batch, options)
+    out, seconds = _timed(benchmark, run)
+    reps = BATCHED_REPS
+    figure = {
+        "reps": reps,
+        "batch_size": settings_from_options(options).batch_size,
+        "seconds": seconds,
+        "seconds_per_posterior": seconds / reps,
+        "posteriors_per_second": reps / seconds,
+        "warmup_call_seconds": warm,
+        "converged_fraction": float(_converged(out).mean()),
+        "mean_beta": float(np.mean(out["beta"]["estimate"])),
+    }
+    benchmark.extra_info.update(figure)
+    entry = _entry(model, n_regions)
+    entry["batched"] = figure
+    _ratio(entry)
+    _save()
+
+
+def _loop_runner(model: str, n_regions: int, reps: int):
+    """``MCMC.run`` on the observation-level model, one replication at a time."""
+    from numpyro.infer import MCMC, NUTS
+
+    from mlmbias.bayes.methods import monitored
+    from mlmbias.bayes.models import MODELS
+    from mlmbias.bayes.summary import bulk_ess, split_rhat
+
+    thresholds = settings_from_options(SETTINGS)
+    panel = simulate_condition(DGP(n_regions=n_regions), SEED, np.arange(reps + 1))
+    mcmc = MCMC(
+        NUTS(functools.partial(MODELS[model], n_regions=n_regions)),
+        num_warmup=SETTINGS["warmup"],
+        num_samples=SETTINGS["draws"],
+        num_chains=SETTINGS["chains"],
+        chain_method="sequential",
+        progress_bar=False,
+        jit_model_args=True,
+    )
+
+    def one(i: int) -> tuple[bool, float]:
+        args = (panel.region[i], panel.ad_spend[i], panel.profit[i], panel.mask[i])
+        mcmc.run(jax.random.PRNGKey(i), *args, extra_fields=("diverging",))
+        samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
+        ok = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum()) == 0
+        for name in monitored(model):
+            x = np.asarray(samples[name])[None]
+            ok &= bool(split_rhat(x)[0] <= thresholds.rhat_max)
+            ok &= bool(bulk_ess(x)[0] >= thresholds.ess_min)
+        return ok, float(np.asarray(samples["beta"]).mean())
+
+    t0 = time.perf_counter()
+    one(reps)  # compiles; an extra replication, not timed
+    first = time.perf_counter() - t0
+    return (lambda: [one(i) for i in range(reps)]), first
+
+
+@pytest.mark.parametrize("n_regions", REGIONS)
+@pytest.mark.parametrize("model", ["mundlak", "re"])
+def test_bayes_loop(benchmark, model: str, n_regions: int) -> None:
+    reps = LOOP_REPS[n_regions]
+    run, first = _loop_runner(model, n_regions, reps)
+    out, seconds = _timed(benchmark, run)
+    figure = {
+        "reps": reps,
+        "seconds": seconds,
+        "seconds_per_posterior": seconds / reps,
+        "posteriors_per_second": reps / seconds,
+        "first_run_seconds": first,
+        "compile_seconds": max(first - seconds / reps, 0.0),
+        "converged_fraction": float(np.mean([ok for ok, _ in out])),
+        "mean_beta": float(np.mean([b for _, b in out])),
+    }
+    benchmark.extra_info.update(figure)
+    entry = _entry(model, n_regions)
+    entry["loop"] = figure
+    _ratio(entry)
+    _save()
+
+
+# --------------------------------------------------------------------------- (b) frequentist
+
+
+@functools.cache
+def _freq_panel():
+    panel = simulate_condition(DGP(n_regions=50), bf.SEED, np.arange(FREQ_REPS))
+    return jax.block_until_ready(panel)
+
+
+def _freq_ratio() -> None:
+    f = FIGURES["frequentist"]
+    if "batched" in f and "loop" in f:
+        f["speedup"] = f["batched"]["reps_per_second"] / f["loop"]["reps_per_second"]
+
+
+def test_frequentist_batched(benchmark) -> None:
+    panel = _freq_panel()
+    # bench_frequentist's own measurement: compiles, times one batch, peak memory
+    info = bf.batched(panel, FREQ_REPS)
+    fits = {s.name: s.load() for s in METHOD_SPECS}
+
+    def run_all():  # the same work as bench_frequentist.batched's timed run
+        batch = Batch(keys=None, stats=group_stats(panel), panel=None)
+        return {name: fit(batch, bf.LEVEL, {}) for name, fit in fits.items()}
+
+    _, seconds = _timed(benchmark, run_all, rounds=3)
+    figure = {
+        "reps": FREQ_REPS,
+        "n_regions": 50,
+        "methods": list(fits),
+        "seconds": seconds,
+        "reps_per_second": FREQ_REPS / seconds,
+        "rounds": 3,
+        "compile_seconds": info["compile_seconds"],
+        "single_run_reps_per_second": info["reps_per_second"],
+        "seconds_by_step": info["seconds_by_step"],
+        "peak_memory": {k: v for k, v in info["peak_memory"].items() if k != "xla_by_method"},
+    }
+    benchmark.extra_info.update({k: figure[k] for k in ("reps", "reps_per_second")})
+    FIGURES["frequentist"]["batched"] = figure
+    _freq_ratio()
+    _save()
+
+
+def test_frequentist_loop(benchmark) -> None:
+    lp, _ = _timed(benchmark, lambda: bf.loop(_freq_panel(), FREQ_LOOP))
+    # bench_frequentist.loop times the fits alone (DataFrames built beforehand)
+    benchmark.extra_info.update({k: lp[k] for k in ("reps", "seconds", "reps_per_second")})
+    FIGURES["frequentist"]["loop"] = lp
+    _freq_ratio()
+    _save()
+
+
+# --------------------------------------------------------------------------- (c) sweep
+
+
+class _CountingPrograms:
+    """``posterior._program`` with one more output: the per-draw leapfrog step count of
+    every chain of the batch (``ChainOutput.num_steps`` of ``nuts_batch``), which
+    ``posterior`` reduces to a mean. Installed with monkeypatch; each batch's
+    (replications x chains, draws) counts are appended to ``steps``."""
+
+    def __init__(self) -> None:
+        self.steps: list[np.ndarray] = []
+        self._real_program = posterior._program
+        self._real_nuts_batch = posterior.nuts_batch
+        self.make = functools.cache(self._make)
+
+    def _make(self, mode, chains, nuts, num_classes):
+        run = self._real_program.__wrapped__(mode, chains, nuts, num_classes).__wrapped__
+        captured: list = []
+        real = self._real_nuts_batch
+
+        def spy(*args, **kwargs):
+            out = real(*args, **kwargs)
+            captured.append(out.num_steps)
+            return out
+
+        def instrumented(*args):
+            posterior.nuts_batch = spy  # looked up when run is traced
+            try:
+                out = run(*args)
+            finally:
+                posterior.nuts_batch = real
+            return out, captured.pop()
+
+        program = jax.jit(instrumented)
+
+        def call(*args):
+            out, steps = program(*args)
+            self.steps.append(np.asarray(steps))
+            return out
+
+        return call
+
+
+@functools.cache
+def _counting() -> _CountingPrograms:
+    """One for the session: the models share their compiled batch programs (the
+    model is an argument, ``spec``), so the sweep compiles each batch size once."""
+    return _CountingPrograms()
+
+
+def _lockstep(steps: list[np.ndarray]) -> dict:
+    """Lockstep figures from per-batch (chains of the batch, draws) step counts."""
+    mean = np.concatenate([s.mean(axis=0) for s in steps])
+    top = np.concatenate([s.max(axis=0) for s in steps])
+    efficiency = float(mean.sum() / top.sum())
+    return {
+        "mean_steps_per_draw": float(mean.mean()),
+        "mean_max_steps_per_draw": float(top.mean()),
+        "lockstep_efficiency": efficiency,
+        "lockstep_waste": 1.0 - efficiency,
+        "batches_counted": len(steps),
+    }
+
+
+@pytest.mark.parametrize("batch_size", SWEEP_SIZES)
+@pytest.mark.parametrize("model", SWEEP_MODELS)
+def test_batch_size_sweep(benchmark, monkeypatch, model: str, batch_size: int) -> None:
+    method = f"bayes-{model}"
+    reps = max(batch_size, SWEEP_MIN_REPS)
+    reps += -reps % batch_size
+    idx = _same_tier(SWEEP_REGIONS, reps)
+    batch = _inputs(method, SWEEP_REGIONS, idx)
+    options = {**SETTINGS, "batch_size": batch_size}
+    counting = _counting()
+    monkeypatch.setattr(posterior, "_program", counting.make)
+    run, warm = _batched_fit(method, batch, options)
+    counting.steps.clear()
+    out, seconds = _timed(benchmark, run)
+    figure = {
+        "batch_size": batch_size,
+        "chains_in_lockstep": batch_size * SETTINGS["chains"],
+        "reps": reps,
+        "seconds": seconds,
+        "posteriors_per_second": reps / seconds,
+        "warmup_call_seconds": warm,
+        "converged_fraction": float(_converged(out).mean()),
+        **_lockstep(counting.steps),
+    }
+    benchmark.extra_info.update(figure)
+    rows = FIGURES["sweep"].setdefault(method, {"n_regions": SWEEP_REGIONS, "rows": []})["rows"]
+    rows[:] = [r for r in rows if r["batch_size"] != batch_size] + [figure]
+    rows.sort(key=lambda r: r["batch_size"])
+    _save()
+
+
+def _choose(rows: list[dict]) -> int:
+    best = max(r["posteriors_per_second"] for r in rows)
+    good = [
+        r["batch_size"]
+        for r in rows
+        if r["posteriors_per_second"] >= (1 - DEFAULT_TOLERANCE) * best
+    ]
+    return min(good)
+
+
+def test_sweep_default() -> None:
+    """The CPU default batch size from the sweep: the smallest batch within 5% of the
+    best throughput of the sum over the swept models (a study runs them all)."""
+    sweeps = {m: s["rows"] for m, s in FIGURES["sweep"].items() if m.startswith("bayes-")}
+    if not sweeps:
+        pytest.skip("no sweep measured in this run")
+    sizes = sorted(set.intersection(*({r["batch_size"] for r in rows} for rows in sweeps.values())))
+    combined = []
+    for b in sizes:
+        # seconds per posterior add up over the models a study runs
+        spp = sum(
+            1.0 / next(r for r in rows if r["batch_size"] == b)["posteriors_per_second"]
+            for rows in sweeps.values()
+        )
+        combined.append({"batch_size": b, "posteriors_per_second": len(sweeps) / spp})
+    chosen = _choose(combined)
+    FIGURES["sweep"]["choice"] = {
+        "rule": (
+            f"smallest batch size within {DEFAULT_TOLERANCE:.0%} of the best combined "
+            f"throughput (harmonic mean of posteriors/s over {', '.join(sweeps)})"
+        ),
+        "combined": combined,
+        "chosen_batch_size": chosen,
+        "per_model_choice": {m: _choose(rows) for m, rows in sweeps.items()},
+        "current_default": default_batch_size("cpu"),
+    }
+    _save()
+
+
+# --------------------------------------------------------------------------- (d) memory
+
+
+def _xla_bytes(program, *args) -> int | None:
+    try:
+        m = program.lower(*args).compile().memory_analysis()
+    except Exception:  # noqa: BLE001 (not every backend reports it)
+        return None
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
+
+
+def _program_args(model: str, batch: Batch, settings, size: int) -> tuple:
+    """The NUTS batch program that ``sample`` runs for ``batch``'s tier, and abstract
+    arguments for a batch of ``size`` replications: compiled, never run or allocated."""
+    stats = GroupStats(*(np.asarray(a) for a in batch.stats))
+    ids, _ = C.size_classes(stats.n)
+    tier = int(_tiers(stats)[0])
+    program = posterior._program(
+        settings.collapse, settings.chains, posterior.nuts_settings(settings), tier
+    )
+
+    def shape(a):
+        a = np.asarray(a)
+        return jax.ShapeDtypeStruct((size, *a.shape[1:]), a.dtype)
+
+    args = (
+        shape(batch.keys),
+        GroupStats(*(shape(a) for a in stats)),
+        shape(ids),
+        C.linear_spec(model, settings.priors),
+    )
+    return program, args
+
+
+# One runner unit in a fresh process: simulate, group statistics, fit (compiling).
+_UNIT = """
+import json, sys, time
+import numpy as np
+from mlmbias import DGP, group_stats, replication_keys, simulate_condition
+from mlmbias.registry import Batch, get_method
+from mlmbias.seeding import method_keys
+a = json.loads(sys.argv[1])
+dgp, idx = DGP(n_regions=a["n_regions"]), np.array(a["reps"])
+t0 = time.perf_counter()
+stats = group_stats(simulate_condition(dgp, a["seed"], idx))
+keys = method_keys(replication_keys(a["seed"], dgp, idx), a["method"])
+out = get_method(a["method"]).load()(Batch(keys, stats, None), a["level"], a["options"])
+seconds = time.perf_counter() - t0
+hwm = None  # VmHWM: this process's own peak (ru_maxrss would include a forked parent's)
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        hwm = int(line.split()[1]) * 1024
+print(json.dumps({"seconds": seconds, "vm_hwm_bytes": hwm,
+                  "converged": float(np.mean(out["beta"]["converged"]))}))
+"""
+
+
+def _unit_peak(method: str, idx: np.ndarray, options: dict) -> dict:
+    """Peak RSS of one unit run alone in a fresh process (its own VmHWM)."""
+    import subprocess
+    import tempfile
+
+    arg = {
+        "n_regions": MEMORY_REGIONS,
+        "reps": [int(i) for i in idx],
+        "seed": SEED,
+        "method": method,
+        "level": LEVEL,
+        "options": options,
+    }
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _UNIT, json.dumps(arg)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        with child.stdout:
+            out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        if child.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"memory child failed ({child.returncode}):\n{err.read()[-4000:]}")
+    child_out = json.loads(out.strip().splitlines()[-1])
+    # ru_maxrss of a child starts at its forked parent's RSS (Linux keeps the high-water
+    # mark across exec), which hides the unit behind this large pytest process
+    return {
+        "wall_seconds": wall,
+        "peak_rss_bytes": child_out.pop("vm_hwm_bytes") or usage.ru_maxrss * 1024,
+        "ru_maxrss_bytes": usage.ru_maxrss * 1024,
+        **child_out,
+    }
+
+
+def test_memory_r1000(benchmark) -> None:
+    """Largest Bayesian batch in 24 GiB at R = 1000, from peak RSS at a few sizes."""
+    model, method = "mundlak", "bayes-mundlak"
+    pool = _same_tier(MEMORY_REGIONS, max(MEMORY_SIZES))
+    rows = []
+    for b in MEMORY_SIZES:
+        options = {**SETTINGS, "batch_size": b}
+        if b == MEMORY_SIZES[-1]:
+            child, _ = _timed(benchmark, lambda b=b, o=options: _unit_peak(method, pool[:b], o))
+        else:
+            child = _unit_peak(method, pool[:b], options)
+        program, args = _program_args(
+            model, _inputs(method, MEMORY_REGIONS, pool[:b]), settings_from_options(options), b
+        )
+        rows.append(
+            {
+                "batch_size": b,
+                **child,
+                "xla_program_bytes": _xla_bytes(program, *args),
+            }
+        )
+    figure: dict = {"n_regions": MEMORY_REGIONS, "model": method, "limit_bytes": MEMORY_LIMIT}
+    figure["rows"] = rows
+    sizes = np.array([r["batch_size"] for r in rows], float)
+    estimates = {}
+    intercept = None
+    if all(r["peak_rss_bytes"] for r in rows):
+        slope, intercept = np.polyfit(sizes, [r["peak_rss_bytes"] for r in rows], 1)
+        figure["rss_fit"] = {"bytes_per_replication": slope, "intercept_bytes": intercept}
+        if slope > 1024:  # below a KiB per replication the fit is noise
+            estimates["rss"] = int((MEMORY_LIMIT - intercept) // slope)
+    if all(r["xla_program_bytes"] for r in rows) and intercept is not None:
+        slope, xla_intercept = np.polyfit(sizes, [r["xla_program_bytes"] for r in rows], 1)
+        figure["xla_fit"] = {"bytes_per_replication": slope, "intercept_bytes": xla_intercept}
+        if slope > 0:
+            estimates["xla"] = int((MEMORY_LIMIT - intercept - max(xla_intercept, 0)) // slope)
+    figure["estimates"] = estimates
+    if estimates:
+        largest = max(64 * (min(estimates.values()) // 64), 1)  # a multiple of 64
+        figure["largest_batch"] = largest
+        program, args = _program_args(
+            model,
+            _inputs(method, MEMORY_REGIONS, pool[: MEMORY_SIZES[0]]),
+            settings_from_options(SETTINGS),
+            largest,
+        )
+        figure["xla_bytes_at_largest"] = _xla_bytes(program, *args)
+        figure["method"] = (
+            "peak RSS (VmHWM) of a fresh process running one runner unit (simulate, group "
+            "statistics, fit, compilation included) at each batch size, fitted linearly in the "
+            "batch size; the largest batch is (24 GiB - intercept) / slope, using the larger of "
+            "the RSS slope and the slope of XLA's buffer accounting (arguments + outputs + "
+            "temporaries) of the NUTS program, rounded down to a multiple of 64; "
+            "xla_bytes_at_largest is that program compiled (never run) at the largest batch"
+        )
+    benchmark.extra_info.update({"largest_batch": figure.get("largest_batch")})
+    FIGURES["memory"] = figure
+    _save()
