@@ -192,6 +192,15 @@ def fit_unit(
 # --------------------------------------------------------------------------- a study
 
 
+def _release_sampler_programs() -> None:
+    """Drop the Bayesian sampler's compiled programs, if it was loaded."""
+    import sys
+
+    posterior = sys.modules.get("mlmbias.bayes.posterior")
+    if posterior is not None:
+        posterior._program.cache_clear()
+
+
 @dataclass
 class RunSummary:
     out: Path
@@ -275,10 +284,11 @@ def run_study(
             )
             try:
                 block = (unit.condition_index, unit.start, unit.stop)
-                if cache is not None and cache[0][0] != unit.condition_index:
-                    # each compiled sampler holds thousands of memory mappings;
-                    # a long study would otherwise exhaust the kernel's limit
-                    jax.clear_caches()
+                if cache is not None and conditions[cache[0][0]].n_regions != dgp.n_regions:
+                    # compiled NUTS programs for another R are not reused; each
+                    # holds thousands of memory mappings, and a long study would
+                    # otherwise exhaust the kernel's limit
+                    _release_sampler_programs()
                 if cache is None or cache[0] != block:
                     cache = (block, _simulate_block(study, dgp, unit.start, unit.stop))
                 frame = fit_unit(study, unit, dgp, *cache[1])
