@@ -37,10 +37,24 @@ class Draws(NamedTuple):
     step_size: np.ndarray  # (rep, chains)
     accept_prob: np.ndarray  # (rep, chains)
     num_steps: np.ndarray  # (rep,) mean leapfrog steps per draw
+    # (batches, 2) per compiled batch, summed over its iterations (warm-up and
+    # draws): the mean and the maximum leapfrog steps across the batch's chains
+    batch_steps: np.ndarray
 
     def get(self, name: str) -> np.ndarray:
         """(rep, chains, draws) draws of one quantity."""
         return self.values[..., QUANTITIES.index(name)]
+
+    def lockstep_waste(self) -> float:
+        """Share of the leapfrog steps paid for that no chain needed.
+
+        A vmapped NUTS iteration lasts as long as the longest trajectory among
+        the batch's chains, so the batch pays the maximum steps while its chains
+        use their mean: waste = 1 - sum(mean) / sum(max), over every iteration
+        (warm-up included) of every batch. 0 for a batch of one chain.
+        """
+        used, paid = np.asarray(self.batch_steps, float).sum(axis=0)
+        return float(1.0 - used / paid) if paid > 0 else float("nan")
 
 
 def class_tier(distinct: int, n_regions: int) -> int:
@@ -74,6 +88,17 @@ def _initial(rd: C.RegionData, cs: C.ClassSums, spec: C.LinearSpec, mode: str):
     centre = jnp.concatenate([post.mean, u])
     spread = jnp.concatenate([2.0 * sd, jnp.ones(2)])
     return centre, jnp.concatenate([sd**2, var_u]), spread
+
+
+def lockstep_steps(warmup_steps: jax.Array, draw_steps: jax.Array) -> jax.Array:
+    """(2,): over the iterations of a batch whose chains run in lockstep, the sum of
+    the mean and the sum of the maximum leapfrog steps across chains.
+
+    ``warmup_steps`` (chains, warmup) and ``draw_steps`` (chains, draws) are the
+    per-iteration step counts of every chain of the batch.
+    """
+    steps = jnp.concatenate([warmup_steps.astype(jnp.int32), draw_steps.astype(jnp.int32)], axis=1)
+    return jnp.stack([steps.mean(axis=0).sum(), steps.max(axis=0).sum()])
 
 
 @functools.cache
@@ -125,12 +150,14 @@ def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
             return jax.vmap(lambda kk, z: outputs(kk, z, c, spec))(ks, zs)
 
         values = jax.vmap(chain_outputs)(k_post, out.z, cs_c)
+        batch_steps = lockstep_steps(out.warmup_num_steps, out.num_steps)
         return (
             values.reshape(n_rep, chains, n_draws, len(QUANTITIES)),
             out.diverging.sum(axis=-1).reshape(n_rep, chains).sum(axis=1),
             out.step_size.reshape(n_rep, chains),
             out.accept_prob.reshape(n_rep, chains),
             out.num_steps.mean(axis=-1).reshape(n_rep, chains).mean(axis=1),
+            batch_steps,
         )
 
     return jax.jit(run)
@@ -163,6 +190,7 @@ def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draw
     nuts = nuts_settings(settings)
     b = settings.batch_size
     results: list[tuple[np.ndarray, tuple[np.ndarray, ...]]] = []
+    batch_steps: list[np.ndarray] = []
     for tier in np.unique(tiers):
         program = _program(settings.collapse, settings.chains, nuts, int(tier))
         members = np.flatnonzero(tiers == tier)
@@ -175,8 +203,9 @@ def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draw
                 jnp.asarray(ids[padded]),
                 spec,
             )
-            out = jax.device_get(out)
+            *out, steps = jax.device_get(out)
             results.append((idx, tuple(np.asarray(o)[: len(idx)] for o in out)))
+            batch_steps.append(np.asarray(steps))
     fields = []
     for j in range(5):
         first = results[0][1][j]
@@ -184,4 +213,4 @@ def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draw
         for idx, out in results:
             arr[idx] = out[j]
         fields.append(arr)
-    return Draws(*fields)
+    return Draws(*fields, batch_steps=np.stack(batch_steps))

@@ -41,6 +41,7 @@ class ChainOutput(NamedTuple):
     num_steps: jax.Array  # (draws,) leapfrog steps per draw
     step_size: jax.Array  # () adapted step size
     accept_prob: jax.Array  # () mean acceptance probability after warm-up
+    warmup_num_steps: jax.Array  # (warmup,) int32 leapfrog steps per warm-up iteration
 
 
 def nuts_chain(
@@ -78,16 +79,25 @@ def nuts_chain(
     )
 
     def warm(s, _):
-        return sample_kernel(s, model_args=data), None
+        s = sample_kernel(s, model_args=data)
+        return s, s.num_steps.astype(jnp.int32)
 
     def draw(s, _):
         s = sample_kernel(s, model_args=data)
         return s, (s.z, s.diverging, s.num_steps)
 
+    warm_steps = jnp.zeros(0, jnp.int32)
     if settings.num_warmup:
-        state, _ = jax.lax.scan(warm, state, None, length=settings.num_warmup)
+        state, warm_steps = jax.lax.scan(warm, state, None, length=settings.num_warmup)
     state, (z, diverging, num_steps) = jax.lax.scan(draw, state, None, length=settings.num_samples)
-    return ChainOutput(z, diverging, num_steps, state.adapt_state.step_size, state.mean_accept_prob)
+    return ChainOutput(
+        z,
+        diverging,
+        num_steps,
+        state.adapt_state.step_size,
+        state.mean_accept_prob,
+        warm_steps,
+    )
 
 
 def nuts_batch(

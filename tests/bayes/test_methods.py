@@ -171,7 +171,9 @@ def test_flags_and_converged_from_draws():
     values[..., QUANTITIES.index("sigma")] = np.abs(values[..., 3]) + 1
     values[1, 0, :, :] += 5.0  # chain 0 of rep 1 elsewhere: R-hat >> 1
     values[2, 0, 0, 1] = np.nan
-    draws = Draws(values, np.array([0, 0, 3]), np.ones((3, 4)), np.ones((3, 4)), np.ones(3))
+    draws = Draws(
+        values, np.array([0, 0, 3]), np.ones((3, 4)), np.ones((3, 4)), np.ones(3), np.ones((1, 2))
+    )
     out = summarize_draws("re", draws, 0.9, rhat_max=1.05, ess_min=100)["beta"]
     assert out["converged"].tolist() == [True, False, False]
     assert out["flag"][0] == 0

@@ -42,3 +42,6 @@ def test_dense_mass_runs():
         keys, jnp.zeros((2, 3)), _gauss, (jnp.zeros(3), jnp.ones(3)), settings, (None, None)
     )
     assert out.z.shape == (2, 50, 3)
+    # warm-up step counts come back too (for the lockstep accounting)
+    assert out.warmup_num_steps.shape == (2, 100)
+    assert np.all(np.asarray(out.warmup_num_steps) >= 1)
