@@ -136,6 +136,20 @@ class ModelInfo:
     has_contextual: bool
     has_sigma_a: bool
 
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The sampled quantities, estimands first: they decide convergence and
+        are the ones simulation-based calibration ranks."""
+        names = ["beta"]
+        if self.has_contextual:
+            names.append("contextual")
+        if self.has_mu:
+            names.append("mu")
+        names.append("sigma")
+        if self.has_sigma_a:
+            names.append("sigma_a")
+        return tuple(names)
+
 
 MODELS: dict[str, ModelInfo] = {
     "pooled": ModelInfo("pooled", True, False, False),

@@ -51,18 +51,9 @@ COLUMNS = (
 )
 
 
-def monitored(model: str) -> list[str]:
+def monitored(model: str) -> tuple[str, ...]:
     """The quantities whose R-hat and ESS decide convergence."""
-    info = MODELS[model]
-    names = ["beta"]
-    if info.has_contextual:
-        names.append("contextual")
-    if info.has_mu:
-        names.append("mu")
-    names.append("sigma")
-    if info.has_sigma_a:
-        names.append("sigma_a")
-    return names
+    return MODELS[model].params
 
 
 def summarize_draws(

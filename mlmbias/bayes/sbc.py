@@ -33,15 +33,8 @@ class SBCResult(NamedTuple):
 
 
 def params_of(model: str) -> tuple[str, ...]:
-    info = MODELS[model]
-    names = ["mu"] if info.has_mu else []
-    names.append("beta")
-    if info.has_contextual:
-        names.append("contextual")
-    names.append("sigma")
-    if info.has_sigma_a:
-        names.append("sigma_a")
-    return tuple(names)
+    """The parameters SBC ranks: the model's sampled quantities."""
+    return MODELS[model].params
 
 
 def prior_draws(model: str, settings: BayesSettings, n: int, rng) -> dict[str, np.ndarray]:
