@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mlmbias.errors import ConfigError
 
@@ -70,6 +68,9 @@ def _atomic_write_bytes(path: Path, write) -> None:
 
 
 def write_part(root: Path, unit: Unit, frame: pd.DataFrame) -> Path:
+    import pyarrow as pa  # imported on first use: `import mlmbias` need not load Arrow
+    import pyarrow.parquet as pq
+
     path = part_path(root, unit)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     _atomic_write_bytes(path, lambda fh: pq.write_table(table, fh))
@@ -78,6 +79,9 @@ def write_part(root: Path, unit: Unit, frame: pd.DataFrame) -> Path:
 
 def read_part(path: Path, expected_rows: int | None = None) -> pd.DataFrame | None:
     """The part's rows, or None when it is missing, unreadable or incomplete."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         frame = pq.read_table(path).to_pandas()
     except (OSError, pa.ArrowException, ValueError):
