@@ -3,7 +3,7 @@ of linearmodels/statsmodels fits, in the same run.
 
 At R = 50 regions (the seed's design otherwise):
 
-* batched: all twelve frequentist methods through the registry's fit functions
+* batched: all thirteen frequentist methods through the registry's fit functions
   on one batch of ``--reps`` replications (default 10,000), from the simulated
   panels' region sums (the ``group_stats`` segment sums are included in the
   time, the simulation is not);
@@ -13,7 +13,7 @@ At R = 50 regions (the seed's design otherwise):
   clustered), BetweenOLS, PanelOLS with entity effects (unadjusted and
   clustered), RandomEffects (plain, Mundlak, Mundlak clustered for the robust
   Hausman test), statsmodels MixedLM (REML, ML, Mundlak REML), and the classic
-  Hausman statistic from the PanelOLS and RandomEffects fits.
+  and sigmamore Hausman statistics from the PanelOLS and RandomEffects fits.
 
 Compilation is excluded (the batch runs once untimed first) and reported apart.
 Both sides use one CPU thread by default (``XLA_FLAGS``, unless already set;
@@ -213,11 +213,17 @@ def fit_one(f, d, steps: dict[str, float]) -> float:
         v = fe.std_errors["ad_spend"] ** 2 - re.std_errors["ad_spend"] ** 2
         return st.chi2.sf(c * c / v, 1) if v > 0 else np.nan
 
+    def hausman_sigmamore():  # Stata's sigmamore: both variances on RE's sigma_e^2
+        c = fe.params["ad_spend"] - re.params["ad_spend"]
+        v = re.s2 * fe.std_errors["ad_spend"] ** 2 / fe.s2 - re.std_errors["ad_spend"] ** 2
+        return st.chi2.sf(c * c / v, 1)
+
     def hausman_robust():
         r = lm.RandomEffects(y, xm).fit(**cl)
         return st.chi2.sf((r.params["xbar"] / r.std_errors["xbar"]) ** 2, 1)
 
     _timed(steps, "hausman", hausman)
+    _timed(steps, "hausman-sigmamore", hausman_sigmamore)
     _timed(steps, "hausman-robust", hausman_robust)
     return float(reml.fe_params["ad_spend"])
 

@@ -22,22 +22,25 @@ into ``bench/RESULTS.md``.
     the batched side first fits one replication of each size-class tier (which
     compiles every program the timed batch uses), the loop side first runs one
     extra replication. The ``MCMC`` object is built once with
-    ``jit_model_args=True``, so the loop never recompiles: the fastest honest
-    loop, not the naive one. The loop runs a few replications only (time).
-(b) ``test_frequentist_batched`` / ``test_frequentist_loop``: all twelve
+    ``jit_model_args=True`` and its chains run vectorized; NumPyro 0.22 still
+    compiles its sampling loop again at every ``MCMC.run``, so JAX's persistent
+    compilation cache is on (``bench_bayes.LOOP_CACHE``) and loads that program
+    instead: the fastest honest loop we found, not the naive one.
+    ``test_loop_variants`` times the loop with and without the cache, chains
+    sequential and vectorized. The loop runs a few replications only (time).
+(b) ``test_frequentist_batched`` / ``test_frequentist_loop``: all thirteen
     frequentist estimators batched in JAX against the linearmodels/statsmodels
     loop, through ``bench/bench_frequentist.py``'s own functions.
 (c) ``test_batch_size_sweep``: posteriors per second and lockstep waste at 1 to
     256 replications per batch (R = 50); ``test_sweep_default`` picks the
-    default batch size from it. Lockstep: a vmapped NUTS step lasts as long as
-    the longest trajectory of the batch (replications x chains), so per kept
-    draw the batch pays max(steps) while each chain needs its own; the
-    efficiency is sum over draws of mean(steps) / sum over draws of max(steps),
-    and the waste is 1 - efficiency. The per-draw step counts come from the
-    sampler's output (``ChainOutput.num_steps``, kept draws only: the warm-up
-    scan does not return them), captured by compiling the batch program with
-    one extra output (``_CountingPrograms``); the timed fit runs that same
-    program.
+    default batch size from it. The timed work is the registry's fit function's
+    (``posterior.sample`` then ``methods.summarize_draws``), called directly so
+    that the draws' lockstep accounting is kept. Lockstep: a vmapped NUTS
+    iteration lasts as long as the longest trajectory of the batch
+    (replications x chains), so per iteration the batch pays max(steps) while
+    each chain needs its own; the efficiency is sum over iterations of
+    mean(steps) / sum of max(steps), warm-up included (``Draws.batch_steps``),
+    and the waste is 1 - efficiency.
 (d) ``test_memory_r1000``: peak resident memory of a fresh process running one
     Bayesian unit as the runner does (simulate, group statistics, fit) at
     R = 1000 for a few batch sizes, extrapolated linearly to the largest batch that fits in 24 GiB,
@@ -59,15 +62,23 @@ os.environ.setdefault(
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+# First: bench_bayes turns on JAX's persistent compilation cache (for the MCMC.run
+# loop, see there) through environment variables that JAX reads on import.
+import bench_bayes as bb  # noqa: E402, I001
+
 import datetime  # noqa: E402
 import functools  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -77,13 +88,12 @@ import mlmbias  # noqa: E402
 from mlmbias import DGP, GroupStats, group_stats, replication_keys, simulate_condition  # noqa: E402
 from mlmbias.bayes import collapsed as C  # noqa: E402
 from mlmbias.bayes import posterior  # noqa: E402
+from mlmbias.bayes.methods import summarize_draws  # noqa: E402
 from mlmbias.bayes.options import default_batch_size, settings_from_options  # noqa: E402
 from mlmbias.frequentist import METHOD_SPECS  # noqa: E402
 from mlmbias.registry import Batch, get_method  # noqa: E402
 from mlmbias.seeding import method_keys  # noqa: E402
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
 import bench_frequentist as bf  # noqa: E402
 
 SMALL = os.environ.get("PERF_SMALL", "") not in ("", "0")
@@ -216,7 +226,6 @@ def _free_compiled_programs():
     aborts with "LLVM compilation error: Cannot allocate memory"."""
     yield
     posterior._program.cache_clear()
-    _counting.cache_clear()
     jax.clear_caches()
     gc.collect()
 
@@ -319,48 +328,14 @@ def test_bayes_batched(benchmark, model: str, n_regions: int) -> None:
     _save()
 
 
-def _loop_runner(model: str, n_regions: int, reps: int):
-    """``MCMC.run`` on the observation-level model, one replication at a time."""
-    from numpyro.infer import MCMC, NUTS
-
-    from mlmbias.bayes.methods import monitored
-    from mlmbias.bayes.models import MODELS
-    from mlmbias.bayes.summary import bulk_ess, split_rhat
-
-    thresholds = settings_from_options(SETTINGS)
-    panel = simulate_condition(DGP(n_regions=n_regions), SEED, np.arange(reps + 1))
-    mcmc = MCMC(
-        NUTS(functools.partial(MODELS[model], n_regions=n_regions)),
-        num_warmup=SETTINGS["warmup"],
-        num_samples=SETTINGS["draws"],
-        num_chains=SETTINGS["chains"],
-        chain_method="sequential",
-        progress_bar=False,
-        jit_model_args=True,
-    )
-
-    def one(i: int) -> tuple[bool, float]:
-        args = (panel.region[i], panel.ad_spend[i], panel.profit[i], panel.mask[i])
-        mcmc.run(jax.random.PRNGKey(i), *args, extra_fields=("diverging",))
-        samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
-        ok = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum()) == 0
-        for name in monitored(model):
-            x = np.asarray(samples[name])[None]
-            ok &= bool(split_rhat(x)[0] <= thresholds.rhat_max)
-            ok &= bool(bulk_ess(x)[0] >= thresholds.ess_min)
-        return ok, float(np.asarray(samples["beta"]).mean())
-
-    t0 = time.perf_counter()
-    one(reps)  # compiles; an extra replication, not timed
-    first = time.perf_counter() - t0
-    return (lambda: [one(i) for i in range(reps)]), first
-
-
 @pytest.mark.parametrize("n_regions", REGIONS)
 @pytest.mark.parametrize("model", ["mundlak", "re"])
 def test_bayes_loop(benchmark, model: str, n_regions: int) -> None:
     reps = LOOP_REPS[n_regions]
-    run, first = _loop_runner(model, n_regions, reps)
+    thresholds = settings_from_options(SETTINGS)
+    run, first = bb.loop_runner(
+        model, DGP(n_regions=n_regions), reps, SETTINGS, thresholds.rhat_max, thresholds.ess_min
+    )
     out, seconds = _timed(benchmark, run)
     figure = {
         "reps": reps,
@@ -371,11 +346,37 @@ def test_bayes_loop(benchmark, model: str, n_regions: int) -> None:
         "compile_seconds": max(first - seconds / reps, 0.0),
         "converged_fraction": float(np.mean([ok for ok, _ in out])),
         "mean_beta": float(np.mean([b for _, b in out])),
+        "chain_method": "vectorized",
+        "compilation_cache": bb.LOOP_CACHE,
     }
     benchmark.extra_info.update(figure)
     entry = _entry(model, n_regions)
     entry["loop"] = figure
     _ratio(entry)
+    _save()
+
+
+LOOP_VARIANTS = (  # (chain method, persistent compilation cache)
+    ("sequential", False),  # MCMC.run as NumPyro 0.22 ships it: recompiles at every run
+    ("sequential", True),
+    ("vectorized", True),  # the loop of test_bayes_loop
+)
+
+
+def test_loop_variants() -> None:
+    """Where the loop's time goes: the same MCMC.run loop (bayes-mundlak, R = 50)
+    with NumPyro's recompilation at every run and without it, chains sequential
+    and vectorized; each in a fresh process (the cache is set when JAX loads)."""
+    rows = []
+    for method, cache in LOOP_VARIANTS:
+        cmd = [sys.executable, str(BENCH / "bench_bayes.py"), "--loop-only", method]
+        cmd += ["--regions", "50", "--loop-reps", str(LOOP_REPS[50])]
+        cmd += ["--warmup", str(SETTINGS["warmup"]), "--draws", str(SETTINGS["draws"])]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+        env["BENCH_LOOP_CACHE"] = "1" if cache else "0"
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    FIGURES["loop_variants"] = {"model": "bayes-mundlak", "n_regions": 50, "rows": rows}
     _save()
 
 
@@ -435,81 +436,39 @@ def test_frequentist_loop(benchmark) -> None:
 # --------------------------------------------------------------------------- (c) sweep
 
 
-class _CountingPrograms:
-    """``posterior._program`` with one more output: the per-draw leapfrog step count of
-    every chain of the batch (``ChainOutput.num_steps`` of ``nuts_batch``), which
-    ``posterior`` reduces to a mean. Installed with monkeypatch; each batch's
-    (replications x chains, draws) counts are appended to ``steps``."""
-
-    def __init__(self) -> None:
-        self.steps: list[np.ndarray] = []
-        self._real_program = posterior._program
-        self._real_nuts_batch = posterior.nuts_batch
-        self.make = functools.cache(self._make)
-
-    def _make(self, mode, chains, nuts, num_classes):
-        run = self._real_program.__wrapped__(mode, chains, nuts, num_classes).__wrapped__
-        captured: list = []
-        real = self._real_nuts_batch
-
-        def spy(*args, **kwargs):
-            out = real(*args, **kwargs)
-            captured.append(out.num_steps)
-            return out
-
-        def instrumented(*args):
-            posterior.nuts_batch = spy  # looked up when run is traced
-            try:
-                out = run(*args)
-            finally:
-                posterior.nuts_batch = real
-            return out, captured.pop()
-
-        program = jax.jit(instrumented)
-
-        def call(*args):
-            out, steps = program(*args)
-            self.steps.append(np.asarray(steps))
-            return out
-
-        return call
-
-
-@functools.cache
-def _counting() -> _CountingPrograms:
-    """One for the session: the models share their compiled batch programs (the
-    model is an argument, ``spec``), so the sweep compiles each batch size once."""
-    return _CountingPrograms()
-
-
-def _lockstep(steps: list[np.ndarray]) -> dict:
-    """Lockstep figures from per-batch (chains of the batch, draws) step counts."""
-    mean = np.concatenate([s.mean(axis=0) for s in steps])
-    top = np.concatenate([s.max(axis=0) for s in steps])
-    efficiency = float(mean.sum() / top.sum())
+def _lockstep(draws) -> dict:
+    """Lockstep figures from ``Draws.batch_steps``: per compiled batch, the sums over
+    its iterations (warm-up and draws) of the mean and the maximum leapfrog steps
+    across its chains."""
+    used, paid = np.asarray(draws.batch_steps, float).sum(axis=0)
+    iterations = len(draws.batch_steps) * (SETTINGS["warmup"] + SETTINGS["draws"])
     return {
-        "mean_steps_per_draw": float(mean.mean()),
-        "mean_max_steps_per_draw": float(top.mean()),
-        "lockstep_efficiency": efficiency,
-        "lockstep_waste": 1.0 - efficiency,
-        "batches_counted": len(steps),
+        "mean_steps_per_iteration": used / iterations,
+        "mean_max_steps_per_iteration": paid / iterations,
+        "lockstep_efficiency": used / paid,
+        "lockstep_waste": draws.lockstep_waste(),
+        "batches_counted": len(draws.batch_steps),
     }
 
 
 @pytest.mark.parametrize("batch_size", SWEEP_SIZES)
 @pytest.mark.parametrize("model", SWEEP_MODELS)
-def test_batch_size_sweep(benchmark, monkeypatch, model: str, batch_size: int) -> None:
+def test_batch_size_sweep(benchmark, model: str, batch_size: int) -> None:
     method = f"bayes-{model}"
     reps = max(batch_size, SWEEP_MIN_REPS)
     reps += -reps % batch_size
     idx = _same_tier(SWEEP_REGIONS, reps)
     batch = _inputs(method, SWEEP_REGIONS, idx)
-    options = {**SETTINGS, "batch_size": batch_size}
-    counting = _counting()
-    monkeypatch.setattr(posterior, "_program", counting.make)
-    run, warm = _batched_fit(method, batch, options)
-    counting.steps.clear()
-    out, seconds = _timed(benchmark, run)
+    settings = settings_from_options({**SETTINGS, "batch_size": batch_size})
+
+    def fit(b: Batch):  # the registry's fit function (methods.fit_model), draws kept
+        draws = posterior.sample(model, b.keys, b.stats, settings)
+        return draws, summarize_draws(model, draws, LEVEL, settings.rhat_max, settings.ess_min)
+
+    t0 = time.perf_counter()
+    fit(_subset(batch, _one_per_tier(batch)))  # compiles
+    warm = time.perf_counter() - t0
+    (draws, out), seconds = _timed(benchmark, lambda: fit(batch))
     figure = {
         "batch_size": batch_size,
         "chains_in_lockstep": batch_size * SETTINGS["chains"],
@@ -518,7 +477,7 @@ def test_batch_size_sweep(benchmark, monkeypatch, model: str, batch_size: int) -
         "posteriors_per_second": reps / seconds,
         "warmup_call_seconds": warm,
         "converged_fraction": float(_converged(out).mean()),
-        **_lockstep(counting.steps),
+        **_lockstep(draws),
     }
     benchmark.extra_info.update(figure)
     rows = FIGURES["sweep"].setdefault(method, {"n_regions": SWEEP_REGIONS, "rows": []})["rows"]
@@ -627,7 +586,6 @@ print(json.dumps({"seconds": seconds, "vm_hwm_bytes": hwm,
 
 def _unit_peak(method: str, idx: np.ndarray, options: dict) -> dict:
     """Peak RSS of one unit run alone in a fresh process (its own VmHWM)."""
-    import subprocess
     import tempfile
 
     arg = {

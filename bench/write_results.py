@@ -213,8 +213,10 @@ def _section_bayes(fig: dict, gpu: dict) -> list[str]:
         f"batched: the registry's `bayes-mundlak` / `bayes-re` (collapsed models, NUTS vmapped "
         f"over replications x chains, batch size {s.get('default_batch_size')}), "
         f"{s.get('batched_reps')} replications; loop: `numpyro.infer.MCMC.run` on the "
-        "observation-level model, one replication at a time, chains sequential, "
-        "`jit_model_args=True` (no recompilation). Compilation excluded on both sides. "
+        "observation-level model, one replication at a time, chains vectorized, "
+        "`jit_model_args=True`, with JAX's persistent compilation cache on, because NumPyro "
+        "0.22 compiles its sampling loop again at every `MCMC.run` (see the loop variants "
+        "below). Compilation excluded on both sides. "
         "Converged: split R-hat <= 1.01 and bulk ESS >= 400 for every monitored quantity and "
         "no divergences.",
         "",
@@ -240,7 +242,28 @@ def _section_bayes(fig: dict, gpu: dict) -> list[str]:
                 f"| {_pct(lp.get('converged_fraction'))} | {lp.get('reps', 'n/a')} "
                 f"| {_x(e.get('speedup'))} | {g} |"
             )
-    return lines + [""]
+    lines.append("")
+    variants = fig.get("loop_variants")
+    if variants:
+        lines += [
+            f"Loop variants (test `test_loop_variants`): {variants['model']}, "
+            f"R = {variants['n_regions']}, the same `MCMC.run` loop in a fresh process each. "
+            "Without the cache every run compiles NumPyro's sampling loop again (its "
+            "`fori_collect` passes a new jit wrapper as a static argument, so JAX's in-memory "
+            "cache never hits); the persistent cache loads the identical program instead.",
+            "",
+            "| chains | persistent compilation cache | seconds per posterior | posteriors/s "
+            "| converged |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r in variants["rows"]:
+            lines.append(
+                f"| {r['chain_method']} | {'on' if r['compilation_cache'] else 'off'} "
+                f"| {r['seconds_per_posterior']:.2f} | {r['posteriors_per_second']:.3f} "
+                f"| {_pct(r['converged_fraction'])} |"
+            )
+        lines.append("")
+    return lines
 
 
 def _section_frequentist(fig: dict) -> list[str]:
@@ -283,7 +306,7 @@ def _section_sweep(fig: dict) -> list[str]:
     head = "| batch size | chains in lockstep |"
     rule = "| --- | --- |"
     for m in models:
-        head += f" {m} posteriors/s | {m} steps: mean / max per draw | {m} lockstep waste |"
+        head += f" {m} posteriors/s | {m} steps: mean / max per iteration | {m} lockstep waste |"
         rule += " --- | --- | --- |"
     lines = [
         "## (c) Batch-size sweep (CPU)",
@@ -292,9 +315,9 @@ def _section_sweep(fig: dict) -> list[str]:
         f"R = {r}, {s['chains']} chains, {s['warmup']} + {s['draws']}; replications all of one "
         "size-class tier (one compiled program, no padding); compilation excluded. A vmapped "
         "NUTS iteration lasts as long as the longest trajectory among the batch's chains: "
-        "lockstep waste = 1 - (sum over kept draws of the mean leapfrog steps across the batch) "
-        "/ (sum of the maximum), from the sampler's per-draw `num_steps` (kept draws only; the "
-        "warm-up's are not returned by the sampler).",
+        "lockstep waste = 1 - (sum over iterations of the mean leapfrog steps across the "
+        "batch's chains) / (sum of the maximum), over every iteration, warm-up included "
+        "(`Draws.batch_steps`, `Draws.lockstep_waste()`).",
         "",
         head,
         rule,
@@ -309,7 +332,8 @@ def _section_sweep(fig: dict) -> list[str]:
                 continue
             cells += [
                 f"{row['posteriors_per_second']:,.1f}",
-                f"{row['mean_steps_per_draw']:.1f} / {row['mean_max_steps_per_draw']:.1f}",
+                f"{row['mean_steps_per_iteration']:.1f} / "
+                f"{row['mean_max_steps_per_iteration']:.1f}",
                 f"{row['lockstep_waste']:.0%}",
             ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -428,7 +452,9 @@ def _section_gpu(gpu: dict, fig: dict | None) -> list[str]:
     lines = [
         "## GPU",
         "",
-        "Install: `pip install -e '.[cuda]'` (jax[cuda12]) or any python3 with a CUDA JAX, "
+        "Install: `pip install -e '.[cuda]'` (jax[cuda12] >= 0.11.1; `.[cuda13]` for CUDA 13; "
+        "0.10.2 and 0.11.0 have a slow float32 GPU scatter-add, jax-ml/jax#38806) "
+        "or any python3 with a CUDA JAX, "
         "numpyro, pandas, pyarrow and scipy; then `bash bench/gpu_check.sh` (within 8 minutes: "
         "backend and devices, the batched Bayesian benchmark at batch sizes 64, 256 and 1024, "
         "and a reduced default study). Copy the JSON files it writes into "
