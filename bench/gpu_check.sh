@@ -5,9 +5,10 @@
 #   bash bench/gpu_check.sh                     # on a GPU machine
 #   GPU_CHECK_SMALL=1 bash bench/gpu_check.sh   # tiny sizes: checks the script on CPU
 #
-# Install on a GPU machine: pip install -e '.[cuda]' (jax[cuda12]); or a python3
-# that already has jax (CUDA), numpyro, pandas, pyarrow and scipy: mlmbias need
-# not be installed, the repository is put on PYTHONPATH. The interpreter is
+# Install on a GPU machine: pip install -e '.[cuda]' (jax[cuda12] >= 0.11.1;
+# '.[cuda13]' for CUDA 13); or use a python3 that already has jax (CUDA),
+# numpyro, pandas, pyarrow and scipy: mlmbias need not be installed, the
+# repository is put on PYTHONPATH. The interpreter is
 # $PY if set, else the first of .venv/bin/python and python3 whose JAX sees an
 # accelerator, else the first that imports JAX at all.
 #
@@ -81,9 +82,17 @@ if shutil.which("nvidia-smi"):
     q = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
                         "--format=csv,noheader"], capture_output=True, text=True)
     info["nvidia_smi"] = q.stdout.strip().splitlines()
+# jax/jaxlib 0.10.2 and 0.11.0 lower float32 scatter-adds on CUDA to CAS loops
+# (jax-ml/jax#38806); mlmbias runs in float64, but say so when it is that pair.
+import re
+v = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)\.(\d+)", jax.__version__).groups())
+info["jax_in_slow_gpu_scatter_range"] = (0, 10, 2) <= v <= (0, 11, 0)
 print(f"backend: {info['backend']}")
 print(f"devices: {', '.join(info['devices'])} ({', '.join(info['device_kinds'])})")
 print(f"jax {info['jax']}, numpyro {info['numpyro']}, python {info['python_version']}")
+if info["jax_in_slow_gpu_scatter_range"] and info["backend"] == "gpu":
+    print(f"warning: jax {jax.__version__} has the slow float32 GPU scatter-add of "
+          "jax-ml/jax#38806 (0.10.2-0.11.0); pip install -e '.[cuda]' takes >= 0.11.1")
 for line in info.get("nvidia_smi", []):
     print(f"nvidia-smi: {line}")
 with open(sys.argv[1], "w") as f:
