@@ -356,6 +356,12 @@ def test_bayes_loop(benchmark, model: str, n_regions: int) -> None:
     _save()
 
 
+def _env_without_loop_cache() -> dict[str, str]:
+    """This process's environment less the persistent compilation cache that
+    bench_bayes turns on for the loop: a child process then runs as a study does."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+
+
 LOOP_VARIANTS = (  # (chain method, persistent compilation cache)
     ("sequential", False),  # MCMC.run as NumPyro 0.22 ships it: recompiles at every run
     ("sequential", True),
@@ -372,8 +378,7 @@ def test_loop_variants() -> None:
         cmd = [sys.executable, str(BENCH / "bench_bayes.py"), "--loop-only", method]
         cmd += ["--regions", "50", "--loop-reps", str(LOOP_REPS[50])]
         cmd += ["--warmup", str(SETTINGS["warmup"]), "--draws", str(SETTINGS["draws"])]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-        env["BENCH_LOOP_CACHE"] = "1" if cache else "0"
+        env = {**_env_without_loop_cache(), "BENCH_LOOP_CACHE": "1" if cache else "0"}
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     FIGURES["loop_variants"] = {"model": "bayes-mundlak", "n_regions": 50, "rows": rows}
@@ -603,6 +608,7 @@ def _unit_peak(method: str, idx: np.ndarray, options: dict) -> dict:
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
+            env=_env_without_loop_cache(),
         )
         with child.stdout:
             out = child.stdout.read()
