@@ -27,7 +27,7 @@ into ``bench/RESULTS.md``.
     compilation cache is on (``bench_bayes.LOOP_CACHE``) and loads that program
     instead: the fastest honest loop we found, not the naive one.
     ``test_loop_variants`` times the loop with and without the cache, chains
-    sequential and vectorized. The loop runs a few replications only (time).
+    sequential and vectorized. The loop runs 10 replications per R (3 per variant).
 (b) ``test_frequentist_batched`` / ``test_frequentist_loop``: all thirteen
     frequentist estimators batched in JAX against the linearmodels/statsmodels
     loop, through ``bench/bench_frequentist.py``'s own functions.
@@ -111,6 +111,7 @@ if SMALL:
     REGIONS = (10, 50)
     BATCHED_REPS = 8
     LOOP_REPS = {10: 1, 50: 1}
+    VARIANT_REPS = 1
     SWEEP_SIZES = (1, 2, 4)
     SWEEP_MIN_REPS = 4
     SWEEP_MODELS = ("mundlak",)
@@ -121,7 +122,9 @@ else:
     SETTINGS = {"chains": 4, "warmup": 1000, "draws": 1000}
     REGIONS = (10, 50, 200)
     BATCHED_REPS = 64
-    LOOP_REPS = {10: 3, 50: 3, 200: 3}
+    # the loop's seconds per posterior vary with the replication (tree depths): 10 each
+    LOOP_REPS = {10: 10, 50: 10, 200: 10}
+    VARIANT_REPS = 3
     SWEEP_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
     SWEEP_MIN_REPS = 64
     SWEEP_MODELS = ("mundlak", "re")
@@ -376,7 +379,7 @@ def test_loop_variants() -> None:
     rows = []
     for method, cache in LOOP_VARIANTS:
         cmd = [sys.executable, str(BENCH / "bench_bayes.py"), "--loop-only", method]
-        cmd += ["--regions", "50", "--loop-reps", str(LOOP_REPS[50])]
+        cmd += ["--regions", "50", "--loop-reps", str(VARIANT_REPS)]
         cmd += ["--warmup", str(SETTINGS["warmup"]), "--draws", str(SETTINGS["draws"])]
         env = {**_env_without_loop_cache(), "BENCH_LOOP_CACHE": "1" if cache else "0"}
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
