@@ -165,6 +165,8 @@ def loop(
         "mean_beta": float(np.mean([b for _, b in out])),
         "chain_method": chain_method,
         "compilation_cache": LOOP_CACHE,
+        "warmup": settings["warmup"],
+        "draws": settings["draws"],
     }
 
 

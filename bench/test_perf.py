@@ -365,22 +365,27 @@ def _env_without_loop_cache() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
 
 
-LOOP_VARIANTS = (  # (chain method, persistent compilation cache)
-    ("sequential", False),  # MCMC.run as NumPyro 0.22 ships it: recompiles at every run
-    ("sequential", True),
-    ("vectorized", True),  # the loop of test_bayes_loop
+LOOP_VARIANTS = (  # (chain method, persistent compilation cache, iterations or None: SETTINGS)
+    ("sequential", False, None),  # MCMC.run as NumPyro 0.22 ships it: recompiles at every run
+    ("sequential", True, None),
+    ("vectorized", True, None),  # the loop of test_bayes_loop
+    ("vectorized", True, 10),  # 10 + 10 iterations: what a run costs besides sampling
 )
 
 
 def test_loop_variants() -> None:
     """Where the loop's time goes: the same MCMC.run loop (bayes-mundlak, R = 50)
     with NumPyro's recompilation at every run and without it, chains sequential
-    and vectorized; each in a fresh process (the cache is set when JAX loads)."""
+    and vectorized, and with 10 + 10 iterations (the cost of a run besides its
+    sampling); each in a fresh process (the cache is set when JAX loads)."""
     rows = []
-    for method, cache in LOOP_VARIANTS:
+    for method, cache, iterations in LOOP_VARIANTS:
+        warmup, draws = (
+            (iterations, iterations) if iterations else (SETTINGS["warmup"], SETTINGS["draws"])
+        )
         cmd = [sys.executable, str(BENCH / "bench_bayes.py"), "--loop-only", method]
         cmd += ["--regions", "50", "--loop-reps", str(VARIANT_REPS)]
-        cmd += ["--warmup", str(SETTINGS["warmup"]), "--draws", str(SETTINGS["draws"])]
+        cmd += ["--warmup", str(warmup), "--draws", str(draws)]
         env = {**_env_without_loop_cache(), "BENCH_LOOP_CACHE": "1" if cache else "0"}
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))

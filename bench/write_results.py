@@ -252,18 +252,68 @@ def _section_bayes(fig: dict, gpu: dict) -> list[str]:
             "`fori_collect` passes a new jit wrapper as a static argument, so JAX's in-memory "
             "cache never hits); the persistent cache loads the identical program instead.",
             "",
-            "| chains | persistent compilation cache | seconds per posterior | posteriors/s "
-            "| converged |",
-            "| --- | --- | --- | --- | --- |",
+            "| chains | persistent compilation cache | warm-up + draws | seconds per posterior "
+            "| posteriors/s | converged |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for r in variants["rows"]:
+            its = (
+                f"{r['warmup']} + {r['draws']}"
+                if "warmup" in r
+                else f"{s['warmup']} + {s['draws']}"
+            )
             lines.append(
-                f"| {r['chain_method']} | {'on' if r['compilation_cache'] else 'off'} "
+                f"| {r['chain_method']} | {'on' if r['compilation_cache'] else 'off'} | {its} "
                 f"| {r['seconds_per_posterior']:.2f} | {r['posteriors_per_second']:.3f} "
                 f"| {_pct(r['converged_fraction'])} |"
             )
         lines.append("")
+        lines += _profile(fig, variants)
     return lines
+
+
+def _profile(fig: dict, variants: dict) -> list[str]:
+    """Where each side's time goes at the variants' R, from figures of this run."""
+    s = fig["settings"]
+    r = str(variants["n_regions"])
+    model = variants["model"]
+    sweep = fig.get("sweep", {}).get(model, {})
+    batched = fig.get("bayes", {}).get(model, {}).get(r, {}).get("batched")
+    row = (
+        next((x for x in sweep.get("rows", []) if x["batch_size"] == batched["batch_size"]), None)
+        if batched
+        else None
+    )
+    short = next((x for x in variants["rows"] if x.get("warmup", 0) < s["warmup"]), None)
+    full = next(
+        (
+            x
+            for x in variants["rows"]
+            if x.get("warmup") == s["warmup"] and x["chain_method"] == "vectorized"
+        ),
+        None,
+    )
+    if not (row and short and full and str(sweep.get("n_regions")) == r):
+        return []
+    spp = 1.0 / batched["posteriors_per_second"]
+    per_leapfrog = (
+        spp * row["batch_size"] / ((s["warmup"] + s["draws"]) * row["mean_max_steps_per_iteration"])
+    )
+    return [
+        f"Where the time goes ({model}, R = {r}, this run). Batched: "
+        f"{spp * 1e3:.0f} ms per posterior at batch size {row['batch_size']}. Its "
+        f"{row['chains_in_lockstep']} chains run in lockstep, so every iteration pays for the "
+        f"longest trajectory of the batch: {row['mean_max_steps_per_iteration']:.1f} leapfrog "
+        f"steps, where a chain needs {row['mean_steps_per_iteration']:.1f} on average. That makes "
+        f"{row['lockstep_waste']:.0%} of the leapfrog work waiting "
+        f"({per_leapfrog * 1e6:.0f} us per lockstep step of the batch). Without that waste the "
+        f"batch could be at most {1 / (1 - row['lockstep_waste']):.1f}x faster. Loop: "
+        f"{full['seconds_per_posterior']:.2f} s per posterior. Of that, "
+        f"{short['seconds_per_posterior']:.2f} s is what an `MCMC.run` costs at "
+        f"{short['warmup']} + {short['draws']} iterations: tracing the model, lowering, "
+        "loading the cached program and the diagnostics. Sampling is the rest.",
+        "",
+    ]
 
 
 def _section_frequentist(fig: dict) -> list[str]:
@@ -412,6 +462,13 @@ def _section_rss(rss: dict | None) -> list[str]:
     ]
 
 
+def _loop_kind(loop: dict) -> str:
+    if "chain_method" not in loop:  # written before the loop recorded how it ran
+        return "loop: chains sequential, recompiled at every run"
+    cache = "on" if loop.get("compilation_cache") else "off"
+    return f"loop: chains {loop['chain_method']}, persistent compilation cache {cache}"
+
+
 def _section_scripts(results: Path) -> list[str]:
     lines = ["## Stand-alone benchmark scripts (R = 50)", ""]
     bayes_path, freq_path = results / "bayes.json", results / "frequentist.json"
@@ -421,7 +478,9 @@ def _section_scripts(results: Path) -> list[str]:
         lines += [
             f"`python bench/bench_bayes.py` ({_mtime(bayes_path)}; machine: "
             f"{_machine_line(bayes.get('machine'))}); {s.get('chains')} chains, "
-            f"{s.get('warmup')} + {s.get('draws')}, batch size {s.get('batch_size')}:",
+            f"{s.get('warmup')} + {s.get('draws')}, batch size {s.get('batch_size')}; "
+            + _loop_kind(next(iter(bayes.get("models", {}).values()), {}).get("loop", {}))
+            + ":",
             "",
             "| model | batched posteriors/s (converged) | loop posteriors/s (converged) "
             "| speedup |",
