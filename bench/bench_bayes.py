@@ -95,15 +95,7 @@ def batched(method: str, dgp: DGP, reps: int, options: dict) -> dict:
     }
 
 
-def loop_runner(
-    model: str,
-    dgp: DGP,
-    reps: int,
-    settings: dict,
-    rhat_max: float = 1.01,
-    ess_min: float = 400,
-    chain_method: str = "vectorized",
-):
+def loop_runner(model: str, dgp: DGP, reps: int, settings: dict, chain_method: str = "vectorized"):
     """``MCMC.run`` on the observation-level model, one replication at a time.
 
     Returns ``(run, first_seconds)``: ``run()`` fits replications ``0..reps-1``
@@ -119,8 +111,11 @@ def loop_runner(
 
     from mlmbias.bayes.methods import monitored
     from mlmbias.bayes.models import MODELS
+    from mlmbias.bayes.options import settings_from_options
     from mlmbias.bayes.summary import bulk_ess, split_rhat
 
+    thresholds = settings_from_options(settings)  # the batched side's R-hat and ESS bounds
+    rhat_max, ess_min = thresholds.rhat_max, thresholds.ess_min
     panel = simulate_condition(dgp, SEED, np.arange(reps + 1))
     mcmc = MCMC(
         NUTS(functools.partial(MODELS[model], n_regions=dgp.n_regions)),

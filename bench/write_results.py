@@ -257,13 +257,9 @@ def _section_bayes(fig: dict, gpu: dict) -> list[str]:
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for r in variants["rows"]:
-            its = (
-                f"{r['warmup']} + {r['draws']}"
-                if "warmup" in r
-                else f"{s['warmup']} + {s['draws']}"
-            )
             lines.append(
-                f"| {r['chain_method']} | {'on' if r['compilation_cache'] else 'off'} | {its} "
+                f"| {r['chain_method']} | {'on' if r['compilation_cache'] else 'off'} "
+                f"| {r['warmup']} + {r['draws']} "
                 f"| {r['seconds_per_posterior']:.2f} | {r['posteriors_per_second']:.3f} "
                 f"| {_pct(r['converged_fraction'])} |"
             )
@@ -284,12 +280,12 @@ def _profile(fig: dict, variants: dict) -> list[str]:
         if batched
         else None
     )
-    short = next((x for x in variants["rows"] if x.get("warmup", 0) < s["warmup"]), None)
+    short = next((x for x in variants["rows"] if x["warmup"] < s["warmup"]), None)
     full = next(
         (
             x
             for x in variants["rows"]
-            if x.get("warmup") == s["warmup"] and x["chain_method"] == "vectorized"
+            if x["warmup"] == s["warmup"] and x["chain_method"] == "vectorized"
         ),
         None,
     )
@@ -463,9 +459,7 @@ def _section_rss(rss: dict | None) -> list[str]:
 
 
 def _loop_kind(loop: dict) -> str:
-    if "chain_method" not in loop:  # written before the loop recorded how it ran
-        return "loop: chains sequential, recompiled at every run"
-    cache = "on" if loop.get("compilation_cache") else "off"
+    cache = "on" if loop["compilation_cache"] else "off"
     return f"loop: chains {loop['chain_method']}, persistent compilation cache {cache}"
 
 

@@ -32,11 +32,6 @@ class SBCResult(NamedTuple):
     divergent: np.ndarray  # (trials,) bool
 
 
-def params_of(model: str) -> tuple[str, ...]:
-    """The parameters SBC ranks: the model's sampled quantities."""
-    return MODELS[model].params
-
-
 def prior_draws(model: str, settings: BayesSettings, n: int, rng) -> dict[str, np.ndarray]:
     """n draws of the model's parameters from its prior (mundlak and re only)."""
     if model not in ("re", "mundlak"):
@@ -85,7 +80,7 @@ def run_sbc(
     draws = sample(model, keys, stats, settings)
     total = settings.chains * settings.draws
     idx = np.linspace(0, total - 1, thin).round().astype(int)
-    names = params_of(model)
+    names = MODELS[model].params
     ranks = np.empty((trials, len(names)), int)
     for j, name in enumerate(names):
         pooled = draws.get(name).reshape(trials, -1)[:, idx]
