@@ -9,8 +9,8 @@ from mlmbias.registry import MethodSpec
 
 @jax.jit
 def _within(stats, keys):
-    wxx = jnp.sum(stats.sxx - stats.sx**2 / stats.n, axis=-1)
-    wxy = jnp.sum(stats.sxy - stats.sx * stats.sy / stats.n, axis=-1)
+    wxx = jnp.sum(stats.wxx, axis=-1)
+    wxy = jnp.sum(stats.wxy, axis=-1)
     beta = wxy / wxx
     jitter = jax.vmap(lambda k: jax.random.normal(k))(keys)
     return beta, 1.0 / jnp.sqrt(wxx), jitter

@@ -6,17 +6,18 @@ from mlmbias.groupstats import group_stats_from_arrays
 
 
 def _pandas_stats(df):
-    g = df.assign(xx=df.ad_spend**2, xy=df.ad_spend * df.profit, yy=df.profit**2).groupby("region")
+    g = df.groupby("region")
+    dx = df.ad_spend - g.ad_spend.transform("mean")
+    dy = df.profit - g.profit.transform("mean")
+    d = df.assign(xx=dx * dx, xy=dx * dy, yy=dy * dy).groupby("region")
     return pd.DataFrame(
         {
             "n": g.size(),
-            "sx": g.ad_spend.sum(),
-            "sy": g.profit.sum(),
-            "sxx": g.xx.sum(),
-            "sxy": g.xy.sum(),
-            "syy": g.yy.sum(),
             "xbar": g.ad_spend.mean(),
             "ybar": g.profit.mean(),
+            "wxx": d.xx.sum(),
+            "wxy": d.xy.sum(),
+            "wyy": d.yy.sum(),
         }
     )
 
@@ -43,3 +44,18 @@ def test_group_stats_from_arrays_matches_panel_version():
     b = group_stats_from_arrays(df.region, df.ad_spend, df.profit, 4)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-12)
+
+
+def test_centred_statistics_do_not_move_with_the_data():
+    """A constant added to x and y moves only the origin: the centred sums and the
+    means relative to the origin are unchanged to rounding (raw sums Σx², Σxy,
+    Σy² lose every digit of the within-group variation at 1e9)."""
+    df = to_frame(simulate_condition(DGP(n_regions=6), 3, [0]), 0)
+    c = 1e9
+    xs, ys = df.ad_spend + c, df.profit + c
+    base = group_stats_from_arrays(df.region, xs - c, ys - c, 6)
+    shifted = group_stats_from_arrays(df.region, xs, ys, 6)
+    for name in ("n", "mx", "my", "wxx", "wxy", "wyy"):
+        a, b = np.asarray(getattr(base, name)), np.asarray(getattr(shifted, name))
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * np.abs(a).max(), err_msg=name)
+    np.testing.assert_allclose(np.asarray(shifted.x0 - base.x0), c, rtol=1e-15)

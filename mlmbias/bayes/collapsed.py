@@ -79,18 +79,37 @@ class RegionData(NamedTuple):
     sxx_w: jax.Array  # Σ_r Σ_t (x - xbar_r)^2
     sxy_w: jax.Array  # Σ_r Σ_t (x - xbar_r)(y - ybar_r)
     syy_w: jax.Array  # Σ_r Σ_t (y - ybar_r)^2
+    x0: jax.Array  # (...) origin of x (GroupStats.x0)
+    y0: jax.Array  # (...) origin of y
+    cx: jax.Array  # (...) grand mean of x over the observations, less x0
+    cy: jax.Array  # (...) grand mean of y, less y0
+    dx: jax.Array  # xbar_r - x0 - cx (0 for an empty region)
+    dy: jax.Array  # ybar_r - y0 - cy
 
 
 def region_data(stats: GroupStats) -> RegionData:
-    """Region means and pooled within-region centred sums from the raw sums."""
+    """Region means, their deviations from the grand means, and the pooled
+    within-region centred sums, from the (centred) group statistics."""
     n = jnp.asarray(stats.n, float)
-    safe = jnp.maximum(n, 1.0)
-    xbar = stats.sx / safe
-    ybar = stats.sy / safe
-    sxx = jnp.sum(stats.sxx - stats.sx * xbar, axis=-1)
-    sxy = jnp.sum(stats.sxy - stats.sx * ybar, axis=-1)
-    syy = jnp.sum(stats.syy - stats.sy * ybar, axis=-1)
-    return RegionData(n, xbar, ybar, sxx, sxy, syy)
+    has = n > 0
+    total = jnp.maximum(jnp.sum(n, axis=-1, keepdims=True), 1.0)
+    # grand means relative to the origin first: their differences are exact
+    cx = jnp.sum(n * stats.mx, axis=-1, keepdims=True) / total
+    cy = jnp.sum(n * stats.my, axis=-1, keepdims=True) / total
+    return RegionData(
+        n=n,
+        xbar=stats.xbar,
+        ybar=stats.ybar,
+        sxx_w=jnp.sum(stats.wxx, axis=-1),
+        sxy_w=jnp.sum(stats.wxy, axis=-1),
+        syy_w=jnp.sum(stats.wyy, axis=-1),
+        x0=stats.x0[..., 0],
+        y0=stats.y0[..., 0],
+        cx=cx[..., 0],
+        cy=cy[..., 0],
+        dx=jnp.where(has, stats.mx - cx, 0.0),
+        dy=jnp.where(has, stats.my - cy, 0.0),
+    )
 
 
 def _log_det_terms(n: jax.Array, s2: jax.Array, d: jax.Array) -> jax.Array:
@@ -249,14 +268,18 @@ class ClassSums(NamedTuple):
 
     count: jax.Array  # regions in the class
     n: jax.Array  # their common size n_m
-    sx: jax.Array  # Σ xbar_r
-    sxx: jax.Array  # Σ xbar_r^2
-    sy: jax.Array  # Σ ybar_r
-    syy: jax.Array  # Σ ybar_r^2
-    sxy: jax.Array  # Σ xbar_r ybar_r
+    sx: jax.Array  # Σ dx_r  (region means less the grand means, as in RegionData)
+    sxx: jax.Array  # Σ dx_r^2
+    sy: jax.Array  # Σ dy_r
+    syy: jax.Array  # Σ dy_r^2
+    sxy: jax.Array  # Σ dx_r dy_r
     sxx_w: jax.Array  # (...) pooled within-region sums, as in RegionData
     sxy_w: jax.Array
     syy_w: jax.Array
+    x0: jax.Array  # (...) the grand means the class sums are centred on are
+    y0: jax.Array  # x0 + cx and y0 + cy (RegionData)
+    cx: jax.Array
+    cy: jax.Array
 
 
 def size_classes(n: np.ndarray) -> tuple[np.ndarray, int]:
@@ -289,19 +312,61 @@ def class_sums(rd: RegionData, ids: jax.Array, num_classes: int) -> ClassSums:
     return ClassSums(
         count=count,
         n=n,
-        sx=seg(rd.xbar),
-        sxx=seg(rd.xbar**2),
-        sy=seg(rd.ybar),
-        syy=seg(rd.ybar**2),
-        sxy=seg(rd.xbar * rd.ybar),
+        sx=seg(rd.dx),
+        sxx=seg(rd.dx**2),
+        sy=seg(rd.dy),
+        syy=seg(rd.dy**2),
+        sxy=seg(rd.dx * rd.dy),
         sxx_w=rd.sxx_w,
         sxy_w=rd.sxy_w,
         syy_w=rd.syy_w,
+        x0=rd.x0,
+        y0=rd.y0,
+        cx=rd.cx,
+        cy=rd.cy,
     )
 
 
+class Centring(NamedTuple):
+    """theta = T theta_c + t, with T the identity but for its first row (1, a1, a2)
+    and t = (t0, 0, 0): the coordinates in which the collapsed algebra is done.
+
+    With c_r = o + h_r' theta and xbar_r = cx + dx_r, ybar_r = cy + dy_r, the
+    region-mean residual is ybar_r - c_r = dy_r - kappa - (h1 theta_1 + h2 theta_2)
+    dx_r, where kappa = o - cy + h0 theta_0 + cx (h1 theta_1 + h2 theta_2). In a model
+    with an intercept (h0 = 1) theta_c = (kappa, theta_1, theta_2): every cross
+    product is then one of deviations from the grand means, well conditioned
+    wherever the data lie (raw coordinates put cx^2 into the precision matrix,
+    whose Cholesky factor loses every digit once x is far from 0). A model
+    without one (fe) keeps theta_c = theta and the known part o - cy + cx h1
+    theta_1 of its intercepts in the design.
+    """
+
+    a1: jax.Array
+    a2: jax.Array
+    t0: jax.Array
+
+
+def centring(spec: LinearSpec, cs: ClassSums) -> Centring:
+    e = spec.hcoef[0]
+    h = spec.hcoef
+    cx = cs.x0 + cs.cx
+    return Centring(-e * cx * h[1], -e * cx * h[2], e * (cs.y0 + cs.cy - spec.offset))
+
+
+def to_theta(c: Centring, theta_c: jax.Array) -> jax.Array:
+    first = theta_c[0] + c.a1 * theta_c[1] + c.a2 * theta_c[2] + c.t0
+    return theta_c.at[0].set(first)
+
+
+def to_centred(c: Centring, theta: jax.Array) -> jax.Array:
+    first = theta[0] - c.a1 * theta[1] - c.a2 * theta[2] - c.t0
+    return theta.at[0].set(first)
+
+
 class _Quadratic(NamedTuple):
-    """-2 log L(theta) = theta' P theta - 2 theta' q + c0 + log_det, given (sigma, sigma_a)."""
+    """-2 log L = theta_c' P theta_c - 2 theta_c' q + c0 + log_det, given (sigma,
+    sigma_a), in the centred coordinates of :class:`Centring`."""
 
     prec: list[list[jax.Array]]  # P, 3 x 3 nested lists
     lin: list[jax.Array]  # q
@@ -313,17 +378,23 @@ def _quadratic(spec: LinearSpec, cs: ClassSums, sigma: jax.Array, sigma_a: jax.A
     s2 = sigma**2
     d = s2 + cs.n * sigma_a**2
     lam = cs.n / d
-    o = spec.offset
-    # Σ λ_r (1, x, x)(1, x, x)' and Σ λ_r ytil_r (1, x, x), ytil = ybar - o.
+    h = spec.hcoef
+    # The centred design of region r is u_r = (h0, h1 v_r, h2 v_r) with
+    # v_r = dx_r + s, and its centred response ytil_r = dy_r - m; s = m = 0 in a
+    # model with an intercept, s = cx and m = o - cy without one (Centring).
+    free = 1.0 - h[0]
+    sh = free * (cs.x0 + cs.cx)
+    m = free * ((spec.offset - cs.y0) - cs.cy)  # the origin first: exact when o is near it
+    # Σ λ_r (1, v, v)(1, v, v)' and Σ λ_r ytil_r (1, v, v), over the size classes.
     l0 = jnp.sum(lam * cs.count)
-    l1 = jnp.sum(lam * cs.sx)
-    l2 = jnp.sum(lam * cs.sxx)
-    q0 = jnp.sum(lam * (cs.sy - o * cs.count))
-    q1 = jnp.sum(lam * (cs.sxy - o * cs.sx))
-    qq = jnp.sum(lam * (cs.syy - 2.0 * o * cs.sy + o**2 * cs.count))
+    sv = cs.sx + sh * cs.count
+    l1 = jnp.sum(lam * sv)
+    l2 = jnp.sum(lam * (cs.sxx + 2.0 * sh * cs.sx + sh**2 * cs.count))
+    q0 = jnp.sum(lam * (cs.sy - m * cs.count))
+    q1 = jnp.sum(lam * (cs.sxy + sh * cs.sy - m * sv))
+    qq = jnp.sum(lam * (cs.syy - 2.0 * m * cs.sy + m**2 * cs.count))
     base = [[l0, l1, l1], [l1, l2, l2], [l1, l2, l2]]
     qb = [q0, q1, q1]
-    h = spec.hcoef
     prec = [[h[i] * h[j] * base[i][j] for j in range(K)] for i in range(K)]
     lin = [h[i] * qb[i] for i in range(K)]
     prec[1][1] = prec[1][1] + cs.sxx_w / s2  # the within information of b = theta_1
@@ -337,8 +408,12 @@ def loglik_given_coefficients(
 ) -> jax.Array:
     """log p(y | theta, sigma, sigma_a), intercepts integrated out: the fast form of
     :func:`intercept_marginal_loglik` for the models of :class:`LinearSpec`."""
+    return _loglik_centred(spec, cs, to_centred(centring(spec, cs), theta), sigma, sigma_a)
+
+
+def _loglik_centred(spec, cs, theta_c, sigma, sigma_a):
     qd = _quadratic(spec, cs, sigma, sigma_a)
-    t = [theta[i] for i in range(K)]
+    t = [theta_c[i] for i in range(K)]
     quad = sum(
         (t[i] * qd.prec[i][j] * t[j] for i in range(K) for j in range(K)), jnp.zeros(())
     ) - 2.0 * sum((t[i] * qd.lin[i] for i in range(K)), jnp.zeros(()))
@@ -346,11 +421,14 @@ def loglik_given_coefficients(
 
 
 class CoefficientPosterior(NamedTuple):
-    """theta | sigma, sigma_a, y ~ N(mean, (chol chol')^-1), and log p(y | sigma, sigma_a)."""
+    """theta | sigma, sigma_a, y ~ N(mean, T (chol chol')^-1 T'), and log p(y | sigma,
+    sigma_a); ``chol`` is the lower Cholesky factor of the precision of the centred
+    coordinates theta_c of :class:`Centring` (T and t in ``centring``)."""
 
     log_marginal: jax.Array  # ()
-    mean: jax.Array  # (3,)
-    chol: jax.Array  # (3, 3) lower Cholesky factor of the posterior precision
+    mean: jax.Array  # (3,) posterior mean of theta
+    chol: jax.Array  # (3, 3) lower Cholesky factor of the precision of theta_c
+    centring: Centring
 
 
 def coefficient_posterior(
@@ -358,32 +436,74 @@ def coefficient_posterior(
 ) -> CoefficientPosterior:
     """Integrate theta out of one panel's likelihood given (sigma, sigma_a).
 
-    With prior precision V0^-1 = diag(1/scale^2): Lambda = P + V0^-1,
-    eta = q + V0^-1 loc, and
+    In the centred coordinates theta = T theta_c + t the prior N(loc, V0) reads
+    precision T' V0^-1 T and linear term T' V0^-1 (loc - t), so with
+    Lambda = P + T' V0^-1 T and eta = q + T' V0^-1 (loc - t) (|T| = 1):
 
-        -2 log p(y | sigma, sigma_a) = c0 + loc' V0^-1 loc - eta' Lambda^-1 eta
+        -2 log p(y | sigma, sigma_a) = c0 + (loc - t)' V0^-1 (loc - t) - eta' Lambda^-1 eta
                                        + log|Lambda| + log|V0| + log-det terms.
     """
     qd = _quadratic(spec, cs, sigma, sigma_a)
+    c = centring(spec, cs)
     prec = 1.0 / spec.scale**2
-    lam_m = [[qd.prec[i][j] + (prec[i] if i == j else 0.0) for j in range(K)] for i in range(K)]
-    eta = [qd.lin[i] + spec.loc[i] * prec[i] for i in range(K)]
+    row0 = [jnp.ones(()), c.a1, c.a2]  # first row of T
+    # loc - t, with t0 = e (y0 + cy - o) taken apart so that a prior location
+    # near the data's origin cancels exactly
+    e = spec.hcoef[0]
+    dev0 = (spec.loc[0] - e * cs.y0) - e * (cs.cy - spec.offset)
+    dev = spec.loc.at[0].set(dev0)
+    lam_m = [
+        [
+            qd.prec[i][j] + prec[0] * row0[i] * row0[j] + (prec[i] if i == j and i > 0 else 0.0)
+            for j in range(K)
+        ]
+        for i in range(K)
+    ]
+    eta = [
+        qd.lin[i] + row0[i] * prec[0] * dev[0] + (prec[i] * dev[i] if i > 0 else 0.0)
+        for i in range(K)
+    ]
     low = _cholesky(lam_m)
     u = _solve_lower(low, eta)
-    mean = _solve_upper_t(low, u)
+    mean_c = jnp.stack(_solve_upper_t(low, u))
     quad = sum((ui**2 for ui in u), jnp.zeros(()))
     log_det_post = 2.0 * sum((jnp.log(low[i][i]) for i in range(K)), jnp.zeros(()))
-    prior_terms = jnp.sum(spec.loc**2 * prec) + jnp.sum(jnp.log(spec.scale**2))
+    prior_terms = jnp.sum(dev**2 * prec) + jnp.sum(jnp.log(spec.scale**2))
     log_marginal = -0.5 * (qd.c0 - quad + prior_terms + log_det_post + qd.log_det)
     chol = jnp.stack([jnp.stack(row) for row in low])
-    return CoefficientPosterior(log_marginal, jnp.stack(mean), chol)
+    return CoefficientPosterior(log_marginal, to_theta(c, mean_c), chol, c)
+
+
+def _transform(c: Centring) -> jax.Array:
+    """T as a matrix."""
+    z = jnp.zeros(())
+    return jnp.stack(
+        [
+            jnp.stack([jnp.ones(()), c.a1, c.a2]),
+            jnp.stack([z, jnp.ones(()), z]),
+            jnp.stack([z, z, jnp.ones(())]),
+        ]
+    )
+
+
+def coefficient_covariance(post: CoefficientPosterior) -> jax.Array:
+    """Posterior covariance of theta, T Lambda^-1 T'."""
+    t = _transform(post.centring)
+    cov_c = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(K))
+    return t @ cov_c @ t.T
+
+
+def draw_centred(key: jax.Array, post: CoefficientPosterior) -> jax.Array:
+    """One exact draw of theta_c, the centred coordinates of :class:`Centring`."""
+    eps = jax.random.normal(key, (K,))
+    low = [[post.chol[i, j] for j in range(K)] for i in range(K)]
+    mean_c = to_centred(post.centring, post.mean)
+    return mean_c + jnp.stack(_solve_upper_t(low, [eps[i] for i in range(K)]))
 
 
 def draw_coefficients(key: jax.Array, post: CoefficientPosterior) -> jax.Array:
     """One exact draw of theta from its Gaussian conditional."""
-    eps = jax.random.normal(key, (K,))
-    low = [[post.chol[i, j] for j in range(K)] for i in range(K)]
-    return post.mean + jnp.stack(_solve_upper_t(low, [eps[i] for i in range(K)]))
+    return to_theta(post.centring, draw_centred(key, post))
 
 
 # --- log densities on the unconstrained space the sampler sees -------------------------
@@ -417,14 +537,17 @@ def logdensity_scales(u: jax.Array, cs: ClassSums, spec: LinearSpec) -> jax.Arra
 
 
 def logdensity_full(z: jax.Array, cs: ClassSums, spec: LinearSpec) -> jax.Array:
-    """log p(theta, log sigma, v | y) up to a constant, only the intercepts integrated out.
+    """log p(theta_c, log sigma, v | y) up to a constant, only the intercepts integrated out.
 
-    z = (theta_0, theta_1, theta_2, log sigma, v).
+    z = (theta_c, log sigma, v) with theta_c the centred coordinates of
+    :class:`Centring` (a unit-determinant linear map of theta, so the density
+    needs no Jacobian); :func:`to_theta` maps draws back.
     """
-    theta = z[:K]
+    theta_c = z[:K]
+    theta = to_theta(centring(spec, cs), theta_c)
     sigma, sigma_a, lp = scales(spec, z[K:])
     lp = lp + jnp.sum(jax.scipy.stats.norm.logpdf(theta, spec.loc, spec.scale))
-    return lp + loglik_given_coefficients(spec, cs, theta, sigma, sigma_a)
+    return lp + _loglik_centred(spec, cs, theta_c, sigma, sigma_a)
 
 
 def initial_center(rd: RegionData, spec: LinearSpec, mode: str) -> jax.Array:
@@ -436,8 +559,7 @@ def initial_center(rd: RegionData, spec: LinearSpec, mode: str) -> jax.Array:
     n_tot = jnp.sum(rd.n)
     n_reg = jnp.sum(rd.n > 0)
     sd_w = jnp.sqrt(jnp.maximum(rd.syy_w, 1e-12) / jnp.maximum(n_tot - n_reg, 1.0))
-    ybar_mean = jnp.sum(rd.n * rd.ybar) / jnp.maximum(n_tot, 1.0)
-    sd_b = jnp.sqrt(jnp.sum(rd.n * (rd.ybar - ybar_mean) ** 2) / jnp.maximum(n_tot, 1.0))
+    sd_b = jnp.sqrt(jnp.sum(rd.n * rd.dy**2) / jnp.maximum(n_tot, 1.0))
     v = jnp.where(spec.sa_sampled > 0, jnp.log(jnp.maximum(sd_b, 1e-6)), 0.0)
     u = jnp.stack([jnp.log(sd_w), v])
     if mode == "coefficients":

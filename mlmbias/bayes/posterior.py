@@ -83,9 +83,10 @@ def _initial(rd: C.RegionData, cs: C.ClassSums, spec: C.LinearSpec, mode: str):
         return u, var_u, jnp.zeros(2)
     sigma, sigma_a, _ = C.scales(spec, u)
     post = C.coefficient_posterior(spec, cs, sigma, sigma_a)
+    # the sampler moves in the centred coordinates theta_c (collapsed.Centring)
     cov = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(C.K))
     sd = jnp.sqrt(jnp.diag(cov))
-    centre = jnp.concatenate([post.mean, u])
+    centre = jnp.concatenate([C.to_centred(post.centring, post.mean), u])
     spread = jnp.concatenate([2.0 * sd, jnp.ones(2)])
     return centre, jnp.concatenate([sd**2, var_u]), spread
 
@@ -113,7 +114,7 @@ def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
         if mode == "coefficients":
             theta = C.draw_coefficients(key, C.coefficient_posterior(spec, cs, sigma, sigma_a))
         else:
-            theta = z[: C.K]
+            theta = C.to_theta(C.centring(spec, cs), z[: C.K])
         named = spec.readout @ theta
         return jnp.stack([named[0], named[1], named[2], sigma, sigma_a])
 

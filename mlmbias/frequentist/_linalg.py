@@ -11,9 +11,11 @@ v~ = v - theta_r * vbar_r has, within region r,
 where W_ab,r are the sums of products of deviations from the region means (zero
 for the region-constant ``const`` and ``xbar``). So every cross-product matrix,
 coefficient, residual sum of squares and cluster score is a function of the
-region sums, O(R) per replication. The region means are taken relative to the
-grand mean of the observations: this shift is absorbed by the constant, so it
-changes no slope and no residual, and it keeps the sums well conditioned.
+region sums, O(R) per replication. The group statistics arrive centred (see
+``groupstats``); the region means are taken relative to the grand mean of the
+observations: this shift is absorbed by the constant, so it changes no slope
+and no residual, and it keeps every cross product well conditioned whatever
+the location of the data.
 
 Regions with n = 0 (padding) have zero weight and contribute nothing.
 """
@@ -51,18 +53,15 @@ class Prepared(NamedTuple):
 def prepare(stats: GroupStats) -> Prepared:
     n = jnp.asarray(stats.n, float)
     valid = n > 0
-    n_safe = jnp.where(valid, n, 1.0)
     n_obs = jnp.sum(n)
     n_obs_safe = jnp.maximum(n_obs, 1.0)
-    cx = jnp.sum(stats.sx) / n_obs_safe
-    cy = jnp.sum(stats.sy) / n_obs_safe
-    xbar = stats.sx / n_safe
-    ybar = stats.sy / n_safe
-    dx = jnp.where(valid, xbar - cx, 0.0)
-    dy = jnp.where(valid, ybar - cy, 0.0)
-    wxx = jnp.where(valid, jnp.maximum(stats.sxx - stats.sx * xbar, 0.0), 0.0)
-    wxy = jnp.where(valid, stats.sxy - stats.sx * ybar, 0.0)
-    wyy = jnp.where(valid, jnp.maximum(stats.syy - stats.sy * ybar, 0.0), 0.0)
+    cx = jnp.sum(n * stats.mx) / n_obs_safe
+    cy = jnp.sum(n * stats.my) / n_obs_safe
+    dx = jnp.where(valid, stats.mx - cx, 0.0)
+    dy = jnp.where(valid, stats.my - cy, 0.0)
+    wxx = jnp.where(valid, stats.wxx, 0.0)
+    wxy = jnp.where(valid, stats.wxy, 0.0)
+    wyy = jnp.where(valid, stats.wyy, 0.0)
     total_xx = jnp.sum(wxx) + jnp.sum(n * dx * dx)
     has_within = jnp.sum(wxx) > WITHIN_TOL * total_xx
     return Prepared(

@@ -89,8 +89,8 @@ def test_model_forms_equal_mvn(seed_panel, seed_stats, model):
     ci = np.linalg.inv(cov)
     prec = X.T @ ci @ X + np.linalg.inv(v0)
     mean = np.linalg.solve(prec, X.T @ ci @ (y - offset) + np.linalg.solve(v0, loc))
-    chol = np.asarray(post.chol)
-    np.testing.assert_allclose(chol @ chol.T, prec, rtol=1e-10, atol=1e-10)
+    cov_theta = np.asarray(C.coefficient_covariance(post))
+    np.testing.assert_allclose(cov_theta, np.linalg.inv(prec), rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(np.asarray(post.mean), mean, rtol=1e-9, atol=1e-10)
 
 
@@ -153,8 +153,7 @@ def test_draw_coefficients_has_the_conditional_moments(seed_stats):
     post = C.coefficient_posterior(spec, cs, 10.0, 3.0)
     keys = jax.random.split(jax.random.PRNGKey(0), 20000)
     draws = np.asarray(jax.vmap(lambda k: C.draw_coefficients(k, post))(keys))
-    chol = np.asarray(post.chol)
-    cov = np.linalg.inv(chol @ chol.T)
+    cov = np.asarray(C.coefficient_covariance(post))
     sd = np.sqrt(np.diag(cov))
     z = (draws.mean(axis=0) - np.asarray(post.mean)) / (sd / np.sqrt(len(draws)))
     assert np.all(np.abs(z) < 4.5)  # 3 tests, false-failure rate about 2e-5

@@ -76,10 +76,15 @@ def test_output_columns_and_shapes(seed_fits, name):
 
 
 def test_hpd_narrower_than_equal_tailed(seed_fits):
+    """The HPD interval is the shortest holding its share of the draws. The sample
+    HPD holds ceil(level n) draws while the interpolated equal-tailed interval may
+    hold one or two fewer, so the HPD may be wider by about one spacing of the
+    order statistics at each tail: sd / (n f(q)), about 0.007 sd for the 2000
+    draws here; 0.02 sd allows for both tails."""
     cols = seed_fits["bayes-mundlak"]["beta"]
     hpd = cols["upper"] - cols["lower"]
     eti = cols["upper_eti"] - cols["lower_eti"]
-    assert (hpd <= eti + 1e-12).all()
+    assert (hpd <= eti + 0.02 * cols["se"]).all()
 
 
 def test_rerun_identical_and_alone_identical():

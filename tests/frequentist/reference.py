@@ -80,9 +80,15 @@ def stats_of(frame: pd.DataFrame, n_regions: int | None = None) -> GroupStats:
     x, y = frame["ad_spend"].to_numpy(float), frame["profit"].to_numpy(float)
 
     def seg(v):
-        return np.bincount(codes, weights=v, minlength=g)[None]
+        return np.bincount(codes, weights=v, minlength=g)
 
-    return GroupStats(seg(np.ones_like(x)), seg(x), seg(y), seg(x * x), seg(x * y), seg(y * y))
+    n = seg(np.ones_like(x))
+    safe = np.maximum(n, 1.0)
+    xbar, ybar = seg(x) / safe, seg(y) / safe
+    dx, dy = x - xbar[codes], y - ybar[codes]
+    zero = np.zeros(g)  # origin 0: the means are the plain region means
+    parts = (n, zero, zero, xbar, ybar, seg(dx * dx), seg(dx * dy), seg(dy * dy))
+    return GroupStats(*(a[None] for a in parts))
 
 
 def panel_data(frame: pd.DataFrame) -> pd.DataFrame:
