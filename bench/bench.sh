@@ -9,9 +9,9 @@ start=$(date +%s)
 status=0
 $BIN/mlmbias run configs/default.toml --out "$RESULTS/default" || status=$?
 $BIN/mlmbias run configs/confounding_sweep.toml --out "$RESULTS/confounding_sweep" || status=$?
-$BIN/mlmbias report "$RESULTS/default" --figures figures || status=$?
+$BIN/mlmbias report "$RESULTS/default" --figures figures --strict || status=$?
 $BIN/mlmbias report "$RESULTS/confounding_sweep" --figures figures/confounding_sweep \
-  --no-pair-plot || status=$?
+  --no-pair-plot --strict || status=$?
 end=$(date +%s)
 echo
 echo "make bench finished in $((end - start)) s (exit status $status)"

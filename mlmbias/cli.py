@@ -11,6 +11,8 @@ from pathlib import Path
 
 from mlmbias.errors import ConfigError
 
+UINT32_LIMIT = 2**32  # seeds and replication indices are uint32 words of the key
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit code 2."""
@@ -24,15 +26,30 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from mlmbias.simulate import simulate_condition, to_frame
     from mlmbias.study import parse_assignment
 
+    _check_seed(args.seed)
+    if not 0 <= args.rep < UINT32_LIMIT:
+        raise ConfigError(f"--rep must be an integer with 0 <= rep < 2**32, got {args.rep}")
     changes = dict(parse_assignment(s) for s in args.set or [])
-    changes["n_regions"] = args.regions
-    if args.confounding is not None:
-        changes["confounding"] = args.confounding
+    for name, option, value in (
+        ("n_regions", "--regions", args.regions),
+        ("confounding", "--confounding", args.confounding),
+    ):
+        if name in changes:
+            raise ConfigError(f"--set {name}=... repeats {option}; give it once, as {option}")
+        if value is not None:
+            changes[name] = value
     dgp = DGP().replace(**changes)
     frame = to_frame(simulate_condition(dgp, args.seed, [args.rep]), 0)
     _write_csv(frame, args.out)
     print(f"wrote {len(frame)} rows, {dgp.n_regions} regions to {args.out}")
     return 0
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < UINT32_LIMIT:
+        raise ConfigError(
+            f"--seed must be an integer with 0 <= seed < 2**32 = {UINT32_LIMIT}, got {seed}"
+        )
 
 
 def _write_csv(frame, out: str) -> None:
@@ -46,21 +63,42 @@ def _write_csv(frame, out: str) -> None:
 def _cmd_fit(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from mlmbias.fitting import fit
+    from mlmbias.fitting import fit_panel
 
+    _check_seed(args.seed)
+    methods = None
+    if args.methods is not None:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            from mlmbias.registry import method_names
+
+            raise ConfigError(
+                f"--methods {args.methods!r} names no method; give a comma-separated list of "
+                f"{', '.join(method_names())}"
+            )
     try:
         df = pd.read_csv(args.file)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read {args.file}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {args.file}: {exc}") from None
     from mlmbias.study import parse_assignment
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     options = dict(parse_assignment(s) for s in args.set or [])
     if options:
         from mlmbias.bayes.options import settings_from_options
+        from mlmbias.registry import get_method, method_names
 
+        chosen = methods if methods is not None else method_names("frequentist")
+        if not any(get_method(m).kind == "bayes" for m in chosen):
+            raise ConfigError(
+                f"--set {args.set[0]!r} is a setting of the Bayesian methods, and none of "
+                f"{', '.join(chosen)} is one; add one to --methods or drop --set"
+            )
         settings_from_options(options)
-    table = fit(
+    result = fit_panel(
         df,
         args.group,
         args.x,
@@ -70,15 +108,27 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         seed=args.seed,
         options=options,
     )
+    table = result.table
     if args.json:
         records = [
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
             for r in table.to_dict(orient="records")
         ]
+        for r in records:
+            if "flag_names" in r:
+                r["flag_names"] = r["flag_names"].split(",") if r["flag_names"] else []
         print(json.dumps(records, indent=2))
     else:
+        shown = table.drop(columns="flag", errors="ignore")
+        if "flag_names" in shown:  # names, not bit sums, and last: they are the widest
+            names = shown.pop("flag_names").replace("", "-")
+            shown = shown.assign(flag_names=names)
         with _pandas_display():
-            print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+            print(shown.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+        if result.notes:
+            print()
+            for note in result.notes:
+                print(note)
     return 0
 
 
@@ -105,39 +155,70 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_merge(args: argparse.Namespace) -> int:
     from mlmbias.runner import merge
 
-    n = merge(args.out, args.shards)
-    print(f"merged {n} parts from {len(args.shards)} shard folders into {args.out}")
+    result = merge(args.out, args.shards)
+    for line in result.lines():
+        print(line)
+    warning = result.warning()
+    if warning is not None:
+        print(f"mlmbias merge: warning: {warning}", file=sys.stderr)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from mlmbias.report.document import write_report
 
+    if args.strict:
+        from mlmbias.runner import completeness
+
+        check = completeness(args.folder)
+        if not check.complete:
+            print(
+                f"mlmbias report: error: {check.one_line()}; --strict: no report written",
+                file=sys.stderr,
+            )
+            return 1
+    figures = Path(args.folder) / "figures" if args.figures is None else Path(args.figures)
+    study = _check_report_args(args, figures)
+    pair = _pair_draws(study) if args.pair_plot else None
     paths = write_report(
         args.folder,
-        figures=args.figures,
+        figures=figures,
         alpha=args.alpha,
         corr_threshold=args.corr_threshold,
         converged_only=args.converged_only,
-        pair_draws=_pair_draws(args.folder) if args.pair_plot else None,
+        pair_draws=pair,
     )
     print(f"summary: {paths.summary}")
     print(f"report:  {paths.report}")
-    print(f"figures: {len(paths.figures)} in {args.figures}")
+    print(f"figures: {len(paths.figures)} in {figures}")
     return 0
 
 
-def _pair_draws(folder: str):
-    """Draws for the seed's pair plot, on the dataset the report's data plot shows."""
+def _check_report_args(args: argparse.Namespace, figures: Path) -> dict:
+    """The study of the folder, once the options and every output location are
+    checked: before the pair plot's draws, which take a while, and any writing."""
     from mlmbias import store
-    from mlmbias.report.document import seed_dataset
-    from mlmbias.report.posterior import pair_draws
+    from mlmbias.report.document import check_outputs
 
+    folder = args.folder
     manifest = store.read_manifest(Path(folder))
     if manifest is None:
         raise ConfigError(f"{folder} holds no study (no {store.MANIFEST})")
-    df, _ = seed_dataset(manifest["study"])
-    return pair_draws(df, seed=int(manifest["study"].get("seed", 0)))
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"'alpha' must lie in the open interval (0, 1), got {args.alpha}")
+    if not 0 <= args.corr_threshold <= 1:
+        raise ConfigError(f"'corr_threshold' must lie in [0, 1], got {args.corr_threshold}")
+    check_outputs(Path(folder), figures)
+    return manifest["study"]
+
+
+def _pair_draws(study: dict):
+    """Draws for the seed's pair plot, on the dataset the report's data plot shows."""
+    from mlmbias.report.document import seed_dataset
+    from mlmbias.report.posterior import pair_draws
+
+    df, _ = seed_dataset(study)
+    return pair_draws(df, seed=int(study.get("seed", 0)))
 
 
 def _pandas_display():
@@ -199,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="performance measures, tables, figures, report.md")
     p.add_argument("folder", help="study folder written by `mlmbias run`")
-    p.add_argument("--figures", default="figures", help="folder for figures (default: figures)")
+    p.add_argument(
+        "--figures",
+        help="folder for the figures, created if missing (default: FOLDER/figures)",
+    )
     p.add_argument("--alpha", type=float, default=0.05, help="test level (default 0.05)")
     p.add_argument(
         "--corr-threshold",
@@ -216,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the posterior pair plot (it fits two Bayesian models)",
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 and write nothing if a batch is missing, failed or unreadable",
+    )
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("merge", help="combine the folders of a sharded study")
@@ -231,8 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"mlmbias {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+    except OSError as exc:  # a file or folder the command could not use
+        where = f": {exc.filename}" if exc.filename else ""
+        message = f"{exc.strerror or exc}{where}"
+    print(f"mlmbias {args.command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ class DGP:
                     raise ConfigError(f"DGP field '{f.name}' must be an integer, got {value!r}")
                 object.__setattr__(self, f.name, int(value))
             else:
-                object.__setattr__(self, f.name, float(value))
+                # + 0.0 turns -0.0 into 0.0: equal values are one condition (one id)
+                object.__setattr__(self, f.name, float(value) + 0.0)
         if self.n_regions < 2:
             raise ConfigError(f"DGP field 'n_regions' must be >= 2, got {self.n_regions}")
         for name in _NONNEGATIVE:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import numpy as np
 import pandas as pd
 
+from mlmbias import flags
 from mlmbias.errors import ConfigError
 from mlmbias.groupstats import group_stats_from_arrays
 from mlmbias.registry import Batch, get_method, method_names
-from mlmbias.seeding import method_keys
+from mlmbias.seeding import check_seed, method_keys
 
 # Columns of the comparison table, in order; diagnostics follow where present.
 RECORD_KEYS = ("method", "estimand", "estimate", "se", "lower", "upper", "p_value")
@@ -35,6 +38,36 @@ def _column(df: pd.DataFrame, name: str, numeric: bool) -> pd.Series:
     return col
 
 
+@dataclass
+class PanelFit:
+    """The comparison table of :func:`fit` and what a reader needs to interpret it.
+
+    ``notes`` has one line per flag that occurs in the table (``name: why``) and
+    one for degrees of freedom that are not positive (shown as missing in ``df``).
+    """
+
+    table: pd.DataFrame
+    n_obs: int
+    n_groups: int
+    notes: list[str]
+
+
+def _check_methods(methods: Sequence[str] | None) -> list[str]:
+    if methods is None:
+        return method_names("frequentist")
+    if isinstance(methods, str) or not isinstance(methods, Iterable):
+        raise ConfigError(f"'methods' must be a list of method names, got {methods!r}")
+    methods = list(methods)
+    if not methods:
+        raise ConfigError(f"no methods: name at least one of {', '.join(method_names())}")
+    for i, m in enumerate(methods):
+        if not isinstance(m, str):
+            raise ConfigError(f"'methods' must be a list of method names, got {m!r} in it")
+        if m in methods[:i]:
+            raise ConfigError(f"'methods' names '{m}' twice")
+    return methods
+
+
 def fit(
     df: pd.DataFrame,
     group: str,
@@ -48,11 +81,36 @@ def fit(
     """Fit ``methods`` (default: every frequentist one) to one panel.
 
     Returns one row per (method, estimand) with the columns of ``RECORD_KEYS``
-    followed by each method's diagnostics (flag, R-hat, ESS, ...).
+    followed by each method's diagnostics (flag, R-hat, ESS, ...) and ``flag_names``,
+    the names of the bits set in ``flag`` (comma-separated, "" when none). A
+    ``df`` that is not positive is NaN; :func:`fit_panel` also says why.
     """
-    if not 0 < level < 1:
+    return fit_panel(df, group, x, y, methods, level, seed, options).table
+
+
+def fit_panel(
+    df: pd.DataFrame,
+    group: str,
+    x: str,
+    y: str,
+    methods: Sequence[str] | None = None,
+    level: float = 0.94,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+) -> PanelFit:
+    """:func:`fit`'s table with the panel's size and a plain-words note per flag."""
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, int | float)
+        or not math.isfinite(level)
+        or not 0 < level < 1
+    ):
         raise ConfigError(f"'level' must lie in the open interval (0, 1), got {level!r}")
-    methods = list(methods) if methods else method_names("frequentist")
+    try:
+        seed = check_seed(seed)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    methods = _check_methods(methods)
     specs = [get_method(m) for m in methods]
     if not isinstance(df, pd.DataFrame) or len(df) == 0:
         raise ConfigError("the panel has no rows")
@@ -75,4 +133,33 @@ def fit(
             rows.append(row)
     frame = pd.DataFrame(rows)
     extra = [c for c in frame.columns if c not in RECORD_KEYS]
-    return frame.reindex(columns=list(RECORD_KEYS) + extra)
+    frame = frame.reindex(columns=list(RECORD_KEYS) + extra)
+    n_obs, n_groups = len(xs), len(uniques)
+    notes: list[str] = []
+    if "flag" in frame:
+        frame.insert(
+            frame.columns.get_loc("flag") + 1,
+            "flag_names",
+            [",".join(flags.names(f)) for f in frame["flag"]],
+        )
+        seen = 0
+        for f in frame["flag"]:
+            seen |= max(int(f), 0)
+        notes += flags.explain(seen)
+    if "df" in frame:
+        dof = pd.to_numeric(frame["df"], errors="coerce")
+        bad = dof <= 0
+        if bad.any():
+            which = " and ".join(
+                f"{m} ({v:g})"
+                for m, v in dict(zip(frame.method[bad], dof[bad], strict=True)).items()
+            )
+            within = n_obs - n_groups - 1
+            formula = f", so fixed effects have N - G - 1 = {within} <= 0" if within <= 0 else ""
+            notes.append(
+                f"df: the residual degrees of freedom are not positive for {which}: "
+                f"N = {n_obs} observations in G = {n_groups} groups{formula}; df is shown "
+                "as missing and no t interval or test exists"
+            )
+            frame["df"] = dof.where(~bad)
+    return PanelFit(frame, n_obs, n_groups, notes)

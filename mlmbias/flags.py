@@ -30,3 +30,43 @@ NAMES = {
 def describe(flag: int) -> list[str]:
     """Names of the bits set in ``flag``."""
     return [name for bit, name in NAMES.items() if flag & bit]
+
+
+# Why each flag is set, in plain words (``mlmbias fit`` prints these).
+EXPLANATIONS = {
+    SINGLETON_GROUP: "some group has a single observation, which adds nothing to the "
+    "within (fixed-effects) estimate",
+    NO_WITHIN_VARIATION: "x does not vary within any group, so the within effect is "
+    "not identified (only the between variation is left)",
+    BOUNDARY_VARIANCE: "the between-group variance was estimated at or below 0 and set "
+    "to 0, so the random-intercept model reduces to one without region intercepts",
+    NOT_POSITIVE_DEFINITE: "the Hausman variance difference V_FE - V_RE is not positive, "
+    "so the classic test is undefined",
+    NOT_CONVERGED: "the MCMC chains did not converge (R-hat above or ESS below the "
+    "thresholds); try more warmup or draws",
+    DIVERGENT: "the MCMC sampler had divergent transitions, so the posterior may be "
+    "explored incompletely",
+    NONFINITE: "the estimate or its SE is not finite (NaN or infinite): the method "
+    "could not be computed on these data",
+    OPTIMIZER: "the REML/ML optimisation of the variance ratio did not meet its tolerance",
+}
+
+
+def names(flag: int) -> list[str]:
+    """Names of the bits set in ``flag``; a bit without a name as ``bit_<value>``."""
+    flag = int(flag)
+    if flag < 0:
+        return [f"invalid_{flag}"]
+    out = describe(flag)
+    unknown = flag & ~sum(NAMES)
+    out += [f"bit_{1 << i}" for i in range(unknown.bit_length()) if unknown >> i & 1]
+    return out
+
+
+def explain(flag: int) -> list[str]:
+    """``name: why`` for each bit set in ``flag``."""
+    by_name = {NAMES[bit]: text for bit, text in EXPLANATIONS.items()}
+    return [
+        f"{name}: {by_name.get(name, 'a flag this version of mlmbias does not name')}"
+        for name in names(flag)
+    ]

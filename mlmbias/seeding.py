@@ -41,14 +41,36 @@ def _rep_keys(seed: jax.Array, cond: jax.Array, reps: jax.Array) -> jax.Array:
     return jax.vmap(lambda r: jax.random.fold_in(base, r))(reps)
 
 
+# Seeds and replication indices enter the key as uint32 words, so each must lie in
+# [0, 2**32): a larger value would silently alias a smaller one.
+UINT32_LIMIT = 2**32
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an int if it is an integer in [0, 2**32), else a ValueError."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    if not 0 <= int(seed) < UINT32_LIMIT:
+        raise ValueError(f"seed must lie in [0, 2**32) = [0, {UINT32_LIMIT - 1}], got {seed}")
+    return int(seed)
+
+
 def replication_keys(seed: int, dgp: DGP, reps: Sequence[int] | np.ndarray) -> jax.Array:
-    """Raw uint32 keys, shape (len(reps), 2), one per replication index."""
-    reps = np.asarray(reps, dtype=np.int64)
-    if reps.ndim != 1 or (reps.size and reps.min() < 0):
-        raise ValueError("replication indices must be a 1-d array of non-negative integers")
-    return _rep_keys(
-        jnp.uint32(seed % 2**32), jnp.uint32(condition_id(dgp)), jnp.asarray(reps, jnp.uint32)
-    )
+    """Raw uint32 keys, shape (len(reps), 2), one per replication index.
+
+    ``seed`` and every index must lie in [0, 2**32) (a ValueError otherwise).
+    """
+    seed = check_seed(seed)
+    reps = np.asarray(reps)
+    if reps.size == 0:
+        reps = reps.astype(np.int64)
+    if reps.ndim != 1 or not np.issubdtype(reps.dtype, np.integer):
+        raise ValueError("replication indices must be a 1-d array of integers in [0, 2**32)")
+    if reps.size and (reps.min() < 0 or reps.max() >= UINT32_LIMIT):
+        raise ValueError(
+            f"replication indices must lie in [0, 2**32), got {reps.min()}..{reps.max()}"
+        )
+    return _rep_keys(jnp.uint32(seed), jnp.uint32(condition_id(dgp)), jnp.asarray(reps, jnp.uint32))
 
 
 def data_keys(rep_keys: jax.Array) -> jax.Array:

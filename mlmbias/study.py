@@ -29,7 +29,8 @@ from typing import Any
 
 from mlmbias.dgp import DGP
 from mlmbias.errors import ConfigError
-from mlmbias.registry import get_method
+from mlmbias.registry import get_method, method_names
+from mlmbias.seeding import UINT32_LIMIT, condition_id
 
 _TABLES = ("dgp", "grid", "bayes")
 _SCALARS = ("name", "seed", "replications", "level", "methods", "block")
@@ -48,8 +49,13 @@ class Study:
     block: int = 1000  # replications per stored batch of the frequentist methods
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"'seed' must be an integer >= 0, got {self.seed!r}")
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < UINT32_LIMIT:
+            raise ConfigError(
+                f"'seed' must be an integer with 0 <= seed < 2**32 = {UINT32_LIMIT}, got {seed!r}"
+            )
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"'name' must be a non-empty string, got {self.name!r}")
         reps = self.replications
         if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
             raise ConfigError(f"'replications' must be an integer >= 1, got {reps!r}")
@@ -67,10 +73,16 @@ class Study:
         if isinstance(self.methods, str) or not isinstance(self.methods, Iterable):
             raise ConfigError(f"'methods' must be a list of method names, got {self.methods!r}")
         object.__setattr__(self, "methods", tuple(self.methods))
-        for m in self.methods:
+        if not self.methods:
+            raise ConfigError(
+                f"no methods: list at least one of {', '.join(method_names())} in 'methods'"
+            )
+        for i, m in enumerate(self.methods):
+            if not isinstance(m, str):
+                raise ConfigError(f"'methods' must be a list of method names, got {m!r} in it")
             get_method(m)
-        if len(set(self.methods)) != len(self.methods):
-            raise ConfigError("'methods' lists a method twice")
+            if m in self.methods[:i]:
+                raise ConfigError(f"'methods' lists the method '{m}' twice")
         object.__setattr__(self, "dgp", dict(self.dgp))
         grid = {}
         for key, values in dict(self.grid).items():
@@ -85,11 +97,12 @@ class Study:
             values = tuple(values)
             if not values:
                 raise ConfigError(f"grid field '{key}' has no values")
+            _check_distinct(key, values)
             grid[key] = values
         object.__setattr__(self, "grid", grid)
         object.__setattr__(self, "bayes", dict(self.bayes))
         self._validate_bayes()
-        self.conditions()  # validates every DGP of the grid
+        self._check_conditions()
 
     def _validate_bayes(self) -> None:
         """``[bayes] replications`` here, the sampler settings by the Bayesian package."""
@@ -100,6 +113,29 @@ class Study:
         if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
             raise ConfigError(f"'bayes.replications' must be an integer >= 1, got {reps!r}")
         settings_from_options(settings)
+
+    def _check_conditions(self) -> None:
+        """Every DGP of the grid is valid, and no two conditions are the same DGP
+        (by value) or share a condition id (their replications would share keys)."""
+        by_dgp: dict[DGP, int] = {}
+        by_id: dict[int, int] = {}
+        conditions = self.conditions()
+        for j, dgp in enumerate(conditions):
+            cid = condition_id(dgp)
+            i = by_dgp.get(dgp, by_id.get(cid))
+            if i is not None:
+                what = (
+                    "the same DGP" if conditions[i] == dgp else "distinct but share a condition id"
+                )
+                raise ConfigError(
+                    f"conditions {i + 1} ({self._grid_point(conditions[i])}) and {j + 1} "
+                    f"({self._grid_point(dgp)}) of the grid are {what}; "
+                    "each condition must be distinct"
+                )
+            by_dgp[dgp] = by_id[cid] = j
+
+    def _grid_point(self, dgp: DGP) -> str:
+        return ", ".join(f"{k} = {getattr(dgp, k)!r}" for k in self.grid) or "no grid"
 
     def conditions(self) -> list[DGP]:
         """Every condition of the grid (the product of its lists, in file order)."""
@@ -140,6 +176,20 @@ class Study:
         return Study(**data)
 
 
+def _check_distinct(key: str, values: tuple[Any, ...]) -> None:
+    """No value of a grid list equals an earlier one (by value: 10 and 10.0, or
+    0.0 and -0.0, are the same condition and would be written over each other)."""
+    seen: dict[float, int] = {}
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue  # not a number: the DGP's validation names it
+        first = seen.setdefault(v, i)
+        if first != i:
+            w = values[first]
+            same = f"the value {v!r} twice" if repr(v) == repr(w) else f"{w!r} and {v!r}"
+            raise ConfigError(f"grid field '{key}' lists {same}; each value must appear once")
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
     """Split ``field=value`` and parse the value as a TOML value (else keep the text)."""
     key, sep, raw = text.partition("=")
@@ -170,9 +220,13 @@ def load_study(path: str | Path) -> Study:
     """Read and validate a study from a TOML file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read study file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"study file {path} is not UTF-8 text (byte {exc.start}); TOML files must be UTF-8"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

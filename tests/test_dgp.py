@@ -40,3 +40,10 @@ def test_obs_bound_tail_probability_is_negligible(n_regions, months_mean):
     lam = n_regions * months_mean
     extra = d.obs_bound() - n_regions * d.months_min
     assert poisson.logsf(extra, lam) / math.log(10) < -26
+
+
+def test_negative_zero_becomes_zero():
+    # equal by value means one condition: -0.0 and 0.0 must not hash differently
+    d = DGP(confounding=-0.0, beta=-0.0)
+    assert math.copysign(1.0, d.confounding) == 1.0 and math.copysign(1.0, d.beta) == 1.0
+    assert d == DGP(confounding=0.0, beta=0.0) and repr(d) == repr(DGP(confounding=0.0, beta=0.0))

@@ -83,7 +83,7 @@ def test_results_do_not_depend_on_block_size(tmp_path):
 
 
 @pytest.mark.parametrize("stop_after", [1, 7, 13])
-def test_interrupted_run_resumes_to_the_same_table(tmp_path, stop_after):
+def test_interrupted_run_resumes_to_the_same_table(tmp_path, stop_after, capsys):
     full = tmp_path / "full"
     run(small_study(), full)
 
@@ -101,6 +101,12 @@ def test_interrupted_run_resumes_to_the_same_table(tmp_path, stop_after):
     with pytest.raises(KeyboardInterrupt):
         run(small_study(), part, on_part=interrupt)
     assert len(store.part_files(part)) == stop_after
+    # read before it is finished: what is missing is named, not dropped silently
+    capsys.readouterr()
+    partial = load_results(part)
+    n_units = len(plan(small_study()))
+    assert len(partial.attrs["completeness"]["missing"]) == n_units - stop_after
+    assert f"{n_units - stop_after} of {n_units} batches missing" in capsys.readouterr().err
     summary = run(small_study(), part)
     assert summary.skipped == stop_after
     cols = [c for c in load_results(full).columns if c != "batch_seconds"]
@@ -186,8 +192,10 @@ def test_shards_merge_to_the_unsharded_run(tmp_path):
     run(small_study(), tmp_path / "all")
     for k in (1, 2, 3):
         run(small_study(), tmp_path / f"s{k}", shard=(k, 3))
-    n = merge(tmp_path / "merged", [tmp_path / f"s{k}" for k in (1, 2, 3)])
-    assert n == len(plan(small_study()))
+    result = merge(tmp_path / "merged", [tmp_path / f"s{k}" for k in (1, 2, 3)])
+    assert result.parts == len(plan(small_study()))
+    assert not result.incomplete and result.warning() is None
+    assert "incomplete" not in json.loads((tmp_path / "merged" / "manifest.json").read_text())
     cols = [c for c in load_results(tmp_path / "all").columns if c != "batch_seconds"]
     pd.testing.assert_frame_equal(
         load_results(tmp_path / "all")[cols], load_results(tmp_path / "merged")[cols]

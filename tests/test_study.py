@@ -10,6 +10,9 @@ def write(tmp_path, text):
     return path
 
 
+METHODS = 'methods = ["fe"]\n'
+
+
 def test_default_config_loads_and_expands_grid():
     study = load_study("configs/default.toml")
     conds = study.conditions()
@@ -23,7 +26,8 @@ def test_dgp_overrides_and_grid(tmp_path):
     study = load_study(
         write(
             tmp_path,
-            "seed = 3\nreplications = 5\n[dgp]\nnoise_sd = 4\n[grid]\nn_regions = [3, 4]\n",
+            METHODS
+            + "seed = 3\nreplications = 5\n[dgp]\nnoise_sd = 4\n[grid]\nn_regions = [3, 4]\n",
         )
     )
     assert [c.n_regions for c in study.conditions()] == [3, 4]
@@ -37,7 +41,20 @@ def test_dgp_overrides_and_grid(tmp_path):
         ("replications = 0", "'replications' must be an integer >= 1"),
         ("level = 1.0", "'level' must lie in the open interval"),
         ("level = 0", "'level' must lie in the open interval"),
-        ("seed = -1", "'seed' must be an integer >= 0"),
+        ("seed = -1", "'seed' must be an integer with 0 <= seed < 2\\*\\*32"),
+        ("seed = 4294967296", "'seed' must be an integer with 0 <= seed < 2\\*\\*32"),
+        ("seed = 4294967297", "got 4294967297"),
+        ("seed = 1.0", "'seed' must be an integer"),
+        ("name = 3", "'name' must be a non-empty string"),
+        ("methods = []", "no methods: list at least one of .*fe"),
+        ("", "no methods: list at least one of"),
+        ("seed = 1", "no methods"),
+        ('methods = ["fe", "fe"]', "lists the method 'fe' twice"),
+        ('methods = [["fe"]]', "'methods' must be a list of method names"),
+        ("[grid]\nn_regions = [10, 10]", "grid field 'n_regions' lists the value 10 twice"),
+        ("[grid]\nn_regions = [10, 20, 10.0]", "grid field 'n_regions' lists 10 and 10.0"),
+        ("[grid]\nconfounding = [0.0, -0.0]", "grid field 'confounding' lists 0.0 and -0.0"),
+        ("[grid]\nconfounding = [2, 2.0]", "grid field 'confounding' lists 2 and 2.0"),
         ('methods = ["no-such-method"]', "unknown method 'no-such-method'"),
         ("[tables]\nx = 1", "unknown field or table 'tables'"),
         ("colour = 1", "unknown field or table 'colour'"),
@@ -56,8 +73,60 @@ def test_dgp_overrides_and_grid(tmp_path):
     ],
 )
 def test_invalid_study_files(tmp_path, text, message):
+    if "methods" not in text and "no methods" not in message:
+        text = METHODS + text  # so that the error tested is the one that fires
     with pytest.raises(ConfigError, match=message):
         load_study(write(tmp_path, text))
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "régions"\nmethods = ["fe"]\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_study(path)
+
+
+def test_a_study_needs_methods():
+    with pytest.raises(ConfigError, match="no methods"):
+        Study()
+    with pytest.raises(ConfigError, match="no methods"):
+        Study(methods=())
+    with pytest.raises(ConfigError, match="no methods"):
+        Study(methods=["fe"]).with_overrides(["methods=[]"])
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"n_regions": [10, 10]}, "lists the value 10 twice"),
+        ({"confounding": [0.0, -0.0]}, "lists 0.0 and -0.0"),
+        ({"confounding": (1, 2, 1.0)}, "lists 1 and 1.0"),
+    ],
+)
+def test_duplicate_grid_values(grid, message):
+    with pytest.raises(ConfigError, match=message):
+        Study(methods=["fe"], grid=grid)
+    with pytest.raises(ConfigError, match=message):
+        Study(methods=["fe"]).with_overrides([f"grid.{k}={list(v)}" for k, v in grid.items()])
+
+
+def test_conditions_are_distinct_dgps_with_distinct_ids(monkeypatch):
+    study = Study(methods=["fe"], grid={"n_regions": [10, 20], "confounding": [0.0, 2.0]})
+    conds = study.conditions()
+    assert len(set(conds)) == 4
+    # a collision of condition ids would give two conditions the same replications
+    import mlmbias.study
+
+    monkeypatch.setattr(mlmbias.study, "condition_id", lambda dgp: 7)
+    with pytest.raises(ConfigError, match="conditions 1 .* and 2 .* share a condition id"):
+        Study(methods=["fe"], grid={"n_regions": [10, 20]})
+
+
+def test_seed_range_in_overrides():
+    study = Study(methods=["fe"])
+    assert study.with_overrides(["seed=4294967295"]).seed == 2**32 - 1
+    with pytest.raises(ConfigError, match="0 <= seed < 2"):
+        study.with_overrides(["seed=4294967297"])
 
 
 def test_missing_file_is_a_config_error(tmp_path):
@@ -66,7 +135,7 @@ def test_missing_file_is_a_config_error(tmp_path):
 
 
 def test_overrides():
-    study = Study(grid={"n_regions": [10, 20]})
+    study = Study(methods=["fe"], grid={"n_regions": [10, 20]})
     s2 = study.with_overrides(["replications=7", "n_regions=5", "grid.confounding=[0.0, 1.0]"])
     assert s2.replications == 7
     assert [(c.n_regions, c.confounding) for c in s2.conditions()] == [(5, 0.0), (5, 1.0)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,15 +116,97 @@ def seed_dataset(study: dict) -> tuple[pd.DataFrame, DGP]:
     return to_frame(simulate_condition(dgp, study.get("seed", 0), [0])), dgp
 
 
+def incomplete_block(check: dict | None, limit: int = 10) -> str:
+    """The warning that opens report.md when the study is incomplete, else ""."""
+    from mlmbias.runner import Completeness
+
+    if check is None:
+        return ""
+    c = Completeness.from_dict(check)
+    if c.complete:
+        return ""
+    if c.planned is None:
+        return f"> **Completeness not checked**: {c.reason}.\n\n"
+    lines = []
+    if c.absent:
+        named = [f"`{n}`" for n in c.named()]
+        more = f" and {len(named) - limit} more" if len(named) > limit else ""
+        lines.append(
+            f"> **Incomplete study: {len(c.absent)} of {c.planned} batches missing**: "
+            f"{', '.join(named[:limit])}{more}."
+        )
+    if c.flagged:
+        lines.append("> **Incomplete study**: the merge that made this folder lacked shards.")
+    lines.append(
+        "> The tables and figures below cover only the batches present. `mlmbias run` "
+        "with the same config and folder redoes the missing ones; failed batches are "
+        "listed at the end."
+    )
+    return "\n>\n".join(lines) + "\n\n"
+
+
+def check_outputs(folder: Path, figdir: Path) -> None:
+    """Raise a ConfigError unless summary.csv and report.md in ``folder`` and the
+    figures in ``figdir`` can all be written; called before anything is written."""
+
+    def denied(path: Path, what: str) -> ConfigError:
+        return ConfigError(f"cannot write {what}: {path} is not writable (permission denied)")
+
+    if not folder.is_dir():
+        raise ConfigError(f"the study folder {folder} does not exist or is not a folder")
+    for name in ("summary.csv", "report.md"):
+        path = folder / name
+        if path.is_dir():
+            raise ConfigError(f"cannot write {path}: it is a folder; move it away")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise denied(path, name)
+        if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+            raise denied(folder, f"{name} into the study folder")
+    if figdir.exists() and not figdir.is_dir():
+        raise ConfigError(
+            f"the figures folder {figdir} is a file; give a folder (created if missing)"
+        )
+    ancestor = figdir
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"cannot create the figures folder {figdir}: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise denied(ancestor, f"the figures folder {figdir}")
+    if ancestor == figdir:
+        for path in sorted(figdir.glob("*.png")) + sorted(figdir.glob("*.svg")):
+            if path.is_dir() or not os.access(path, os.W_OK):
+                raise denied(path, "the figures")
+
+
+def _io_errors_as_config_errors(func):
+    """An OSError while reading or writing becomes a one-line ConfigError."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise ConfigError(f"report not completed: {exc.strerror or exc}{where}") from None
+
+    return wrapper
+
+
+@_io_errors_as_config_errors
 def write_report(
     folder: str | Path,
-    figures: str | Path = "figures",
+    figures: str | Path | None = None,
     alpha: float = 0.05,
     corr_threshold: float = 0.5,
     converged_only: bool = False,
     pair_draws=None,
 ) -> ReportPaths:
-    """Write summary.csv and report.md into the study folder and figures into ``figures``."""
+    """Write summary.csv and report.md into the study folder and figures into
+    ``figures`` (default: the folder ``figures`` inside the study folder).
+
+    Every output location is checked to be writable before anything is written.
+    """
     folder = Path(folder)
     manifest = store.read_manifest(folder)
     if manifest is None:
@@ -132,16 +215,18 @@ def write_report(
         raise ConfigError(f"'alpha' must lie in the open interval (0, 1), got {alpha}")
     if not 0 <= corr_threshold <= 1:
         raise ConfigError(f"'corr_threshold' must lie in [0, 1], got {corr_threshold}")
-    results = store.load_results(folder)
+    results = store.load_results(folder)  # names what is missing on stderr
     if results.empty:
         raise ConfigError(f"{folder} holds no results yet; run the study first")
+    warning = incomplete_block(results.attrs.get("completeness"))
     study = manifest["study"]
     level = float(study["level"])
     summary = performance(results, alpha, corr_threshold, converged_only)
+    figdir = folder / "figures" if figures is None else Path(figures)
+    check_outputs(folder, figdir)
     summary_path = folder / "summary.csv"
     summary.to_csv(summary_path, index=False)
 
-    figdir = Path(figures)
     made: dict[str, Path | None] = {}
     df, dgp = seed_dataset(study)
     made["data"] = fig.data_plot(df, figdir, dgp.beta)
@@ -182,7 +267,7 @@ def write_report(
     )
     text = f"""# Report: {study.get("name", "study")}
 
-Produced by `mlmbias report` from `{folder}` (mlmbias {manifest.get("mlmbias")},
+{warning}Produced by `mlmbias report` from `{folder}` (mlmbias {manifest.get("mlmbias")},
 JAX {manifest.get("jax")}, NumPyro {manifest.get("numpyro")}, backend
 {manifest.get("backend")}, devices {", ".join(manifest.get("devices", []))}).
 Measures use {used}. Numbers in brackets are Monte Carlo standard errors.

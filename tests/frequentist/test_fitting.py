@@ -93,7 +93,8 @@ def test_cli_table(tmp_path, capsys, small):
     path = tmp_path / "panel.csv"
     frame.to_csv(path, index=False)
     assert main(["fit", str(path), "--methods", "fe,mundlak-reml,hausman"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    table = capsys.readouterr().out.split("\n\n")[0]  # the notes on flags follow
+    lines = table.splitlines()
     assert lines[0].split()[: len(RECORD_KEYS)] == list(RECORD_KEYS)
     assert [ln.split()[:2] for ln in lines[1:]] == [
         ["fe", "beta"],

@@ -1,8 +1,11 @@
+import shutil
+
 import _fake_methods
 import numpy as np
 import pandas as pd
 import pytest
 
+from mlmbias import store
 from mlmbias.errors import ConfigError
 from mlmbias.registry import unregister
 from mlmbias.report.document import write_report
@@ -75,3 +78,74 @@ def test_report_cli(study_dir, tmp_path, capsys):
     code = main(["report", str(study_dir), "--figures", str(tmp_path / "figs"), "--no-pair-plot"])
     assert code == 0
     assert "report:" in capsys.readouterr().out
+
+
+def _code(args):
+    from mlmbias.cli import main
+
+    return main([str(a) for a in args])
+
+
+def test_complete_study_has_no_warning_and_passes_strict(study_dir, tmp_path, capsys):
+    capsys.readouterr()
+    assert (
+        _code(["report", study_dir, "--figures", tmp_path / "f", "--no-pair-plot", "--strict"]) == 0
+    )
+    assert capsys.readouterr().err == ""
+    text = (study_dir / "report.md").read_text()
+    assert "Incomplete study" not in text and "Failed batches: None." in text
+
+
+def test_incomplete_study_is_flagged_and_strict_writes_nothing(study_dir, tmp_path, capsys):
+    folder = tmp_path / "copy"
+    shutil.copytree(study_dir, folder)
+    for name in ("report.md", "summary.csv"):
+        (folder / name).unlink(missing_ok=True)
+    parts = store.part_files(folder)
+    names = [store.part_name(folder, p) for p in parts[:2]]
+    for p in parts[:2]:
+        p.unlink()
+    planned = len(parts)
+    figs = tmp_path / "figs"
+    capsys.readouterr()
+    assert _code(["report", folder, "--figures", figs, "--no-pair-plot", "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mlmbias report: error: ")
+    assert f"2 of {planned} batches missing" in err and names[0] in err and "--strict" in err
+    assert not (folder / "report.md").exists() and not (folder / "summary.csv").exists()
+    assert not figs.exists()
+
+    assert _code(["report", folder, "--figures", figs, "--no-pair-plot"]) == 0
+    err = capsys.readouterr().err
+    assert f"incomplete study: 2 of {planned} batches missing (2 never written)" in err
+    assert names[0] in err and names[1] in err
+    text = (folder / "report.md").read_text()
+    head = text.split("## Design")[0]
+    block = f"> **Incomplete study: 2 of {planned} batches missing**: `{names[0]} (never written)`"
+    assert block in head and f"`{names[1]} (never written)`" in head
+    assert text.index(block) < text.index("Produced by")
+
+
+def test_merged_report_names_failed_batches_and_missing_shards(study_dir, tmp_path, capsys):
+    from mlmbias.runner import merge
+
+    study = Study(
+        seed=2,
+        replications=12,
+        block=6,
+        methods=("t-within", "t-boom"),
+        grid={"n_regions": [3, 4]},
+        name="boom",
+    )
+    for k in (1, 2):  # shard 2 holds every t-boom batch; two fail (R = 4)
+        run_study(study, tmp_path / f"s{k}", quiet=True, shard=(k, 2))
+    merge(tmp_path / "m", [tmp_path / "s1", tmp_path / "s2"])
+    text = write_report(tmp_path / "m", figures=tmp_path / "f").report.read_text()
+    assert "Failed batches: None." not in text
+    assert text.count("RuntimeError: boom at R=4") == 2
+    assert "> **Incomplete study: 2 of 8 batches missing**" in text
+    merge(tmp_path / "m1", [tmp_path / "s1"])
+    text = write_report(tmp_path / "m1", figures=tmp_path / "f").report.read_text()
+    assert "> **Incomplete study: 4 of 8 batches missing**" in text
+    assert "the merge that made this folder lacked shards" in text
+    assert "shards" in capsys.readouterr().err
