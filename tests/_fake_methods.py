@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mlmbias.registry import MethodSpec
 
@@ -64,3 +65,14 @@ def register_all():
 
     for spec in SPECS:
         register(spec)
+
+
+@pytest.fixture(autouse=True)
+def fake_methods():
+    """Import into a test module to have the stand-ins registered around each test."""
+    from mlmbias.registry import unregister
+
+    register_all()
+    yield
+    for spec in SPECS:
+        unregister(spec.name)

@@ -4,28 +4,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import _fake_methods
 import numpy as np
 import pandas as pd
 import pytest
+from _fake_methods import fake_methods  # noqa: F401  (autouse: registers the stand-ins)
 
 from mlmbias import store
 from mlmbias.cli import main
 from mlmbias.errors import ConfigError
-from mlmbias.registry import unregister
 from mlmbias.runner import merge, parse_shard, plan, run_study
 from mlmbias.store import load_results
 from mlmbias.study import Study
 
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture(autouse=True)
-def fake_methods():
-    _fake_methods.register_all()
-    yield
-    for spec in _fake_methods.SPECS:
-        unregister(spec.name)
 
 
 def small_study(**changes):

@@ -12,6 +12,7 @@ from pathlib import Path
 import _fake_methods
 import pandas as pd
 import pytest
+from _fake_methods import fake_methods  # noqa: F401  (autouse: registers the stand-ins)
 
 from mlmbias import runner, store
 from mlmbias.cli import main
@@ -28,14 +29,6 @@ CONFIG = (
     'methods = ["t-within", "t-keyed"]\n'
     "[grid]\nn_regions = [3, 4]\n[bayes]\nbatch_size = 4\nreplications = 8\n"
 )
-
-
-@pytest.fixture(autouse=True)
-def fake_methods():
-    _fake_methods.register_all()
-    yield
-    for spec in _fake_methods.SPECS:
-        unregister(spec.name)
 
 
 def tiny_study(**changes):
