@@ -29,6 +29,7 @@ from mlmbias import store
 from mlmbias.dgp import DGP
 from mlmbias.errors import ConfigError
 from mlmbias.groupstats import GroupStats, group_stats
+from mlmbias.progress import progress
 from mlmbias.registry import Batch, MethodSpec, get_method
 from mlmbias.seeding import condition_id, data_keys, method_keys, replication_keys
 from mlmbias.simulate import simulate
@@ -323,8 +324,6 @@ def _run_locked(
     quiet: bool,
     on_part: Callable[[Unit], None] | None,
 ) -> RunSummary:
-    from tqdm.auto import tqdm
-
     study_dict = _normalise(study.as_dict())
     ident = store.study_hash(study_dict)
     blocks = resolved_blocks(study)
@@ -405,7 +404,7 @@ def _run_locked(
             todo.append(unit)
         else:
             summary.skipped += 1
-    bar = tqdm(total=len(todo), disable=quiet, unit="batch", dynamic_ncols=True)
+    bar = progress(len(todo), quiet)
     cache: tuple[tuple[int, int, int], Any] | None = None
 
     def record_failure(unit: Unit, dgp: DGP, exc: Exception) -> None:
