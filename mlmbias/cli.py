@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--shard",
         metavar="K/N",
         help="run the K-th of N shares of the work "
-        "(default: from SLURM_ARRAY_TASK_ID/COUNT, else all)",
+        "(default: from a SLURM, AWS Batch or Kubernetes Indexed array job, else all)",
     )
     p.add_argument(
         "--force", action="store_true", help="replace a different study already in --out"

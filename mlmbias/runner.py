@@ -112,20 +112,44 @@ def _env_int(environ: Mapping[str, str], name: str) -> int:
         raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}") from None
 
 
-def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """``K/N`` from the option, else from a SLURM array job, else ``(1, 1)``."""
-    environ = os.environ if environ is None else environ
-    if text is None and "SLURM_ARRAY_TASK_ID" in environ and "SLURM_ARRAY_TASK_COUNT" in environ:
-        names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT")
-        task, first, count = (_env_int(environ, name) for name in names)
+# Array-job schedulers: (index variable, count variable, index of the first task).
+# Kubernetes sets only the index; its count is the Job's spec.completions, which
+# the manifest passes in MLMBIAS_SHARD_COUNT.
+ARRAY_JOBS = (
+    ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"),
+    ("AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ARRAY_SIZE", None),
+    ("JOB_COMPLETION_INDEX", "MLMBIAS_SHARD_COUNT", None),
+)
+
+
+def _shard_from_environment(environ: Mapping[str, str]) -> str | None:
+    for index_var, count_var, first_var in ARRAY_JOBS:
+        if index_var not in environ:
+            continue
+        if count_var not in environ:
+            raise ConfigError(
+                f"{index_var} is set but {count_var} is not: set it to the number of "
+                "array tasks, or pass --shard K/N"
+            )
+        task, count = _env_int(environ, index_var), _env_int(environ, count_var)
+        first = _env_int(environ, first_var) if first_var else 0
         k = task - first + 1
         if not 1 <= k <= count:
+            where = f" with {first_var}={first}" if first_var else ""
             raise ConfigError(
-                f"SLURM_ARRAY_TASK_ID={task} with SLURM_ARRAY_TASK_MIN={first} and "
-                f"SLURM_ARRAY_TASK_COUNT={count} gives shard {k}/{count}, outside 1 <= K <= N "
-                "(an array with a step is not supported); pass --shard K/N"
+                f"{index_var}={task}{where} and {count_var}={count} gives shard {k}/{count}, "
+                "outside 1 <= K <= N (an array with a step is not supported); pass --shard K/N"
             )
-        text = f"{k}/{count}"
+        return f"{k}/{count}"
+    return None
+
+
+def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """``K/N`` from the option, else from an array job (SLURM, AWS Batch, a
+    Kubernetes Indexed Job; ``ARRAY_JOBS``), else ``(1, 1)``."""
+    environ = os.environ if environ is None else environ
+    if text is None:
+        text = _shard_from_environment(environ)
     if text is None:
         return (1, 1)
     try:

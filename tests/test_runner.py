@@ -218,6 +218,22 @@ def test_parse_shard_from_option_and_slurm():
             parse_shard(bad, {})
 
 
+def test_parse_shard_from_aws_batch_and_kubernetes():
+    """AWS Batch and Kubernetes Indexed Jobs count from 0; --shard still wins."""
+    aws = {"AWS_BATCH_JOB_ARRAY_INDEX": "0", "AWS_BATCH_JOB_ARRAY_SIZE": "8"}
+    assert parse_shard(None, aws) == (1, 8)
+    assert parse_shard(None, {**aws, "AWS_BATCH_JOB_ARRAY_INDEX": "7"}) == (8, 8)
+    assert parse_shard("2/3", aws) == (2, 3)
+    k8s = {"JOB_COMPLETION_INDEX": "3", "MLMBIAS_SHARD_COUNT": "4"}
+    assert parse_shard(None, k8s) == (4, 4)
+    with pytest.raises(ConfigError, match="MLMBIAS_SHARD_COUNT is not"):
+        parse_shard(None, {"JOB_COMPLETION_INDEX": "3"})
+    with pytest.raises(ConfigError, match="gives shard 9/8"):
+        parse_shard(None, {**aws, "AWS_BATCH_JOB_ARRAY_INDEX": "8"})
+    with pytest.raises(ConfigError, match="JOB_COMPLETION_INDEX must be an integer"):
+        parse_shard(None, {**k8s, "JOB_COMPLETION_INDEX": "x"})
+
+
 def test_two_cpu_devices_give_the_same_numbers(tmp_path):
     config = tmp_path / "study.toml"
     config.write_text(
