@@ -317,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("fit", "run", "report"):
+        from mlmbias.cache import enable_compilation_cache
+
+        enable_compilation_cache()
     try:
         return args.func(args)
     except ConfigError as exc:
