@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow
+	MLMBIAS_SBC_FIGURE=figures/sbc_rank_histograms.png $(PY) -m pytest -m slow
 
 bench: $(STAMP)
 	bash bench/bench.sh
