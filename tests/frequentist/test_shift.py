@@ -106,7 +106,7 @@ def test_raw_sums_would_fail_this_test():
     y = y + 1e9
     n = np.bincount(codes)
     raw = np.bincount(codes, y * y) - np.bincount(codes, y) ** 2 / n
-    centred = np.asarray(group_stats_from_arrays(codes, x, y, codes.max() + 1).wyy[0])
+    centred = np.asarray(group_stats_from_arrays(codes, x, y, codes.max() + 1).cross[0, :, 1, 1])
     exact = np.bincount(codes, (y - (np.bincount(codes, y) / n)[codes]) ** 2)
     np.testing.assert_allclose(centred, exact, rtol=1e-6, atol=1e-6)
     assert np.max(np.abs(raw - exact) / np.maximum(exact, 1.0)) > 1e-3
