@@ -12,8 +12,8 @@ With p within-varying covariates the tests are of the p x coefficients:
   asymptotic assumptions"), R's plm a negative one with p = 1. Here statistic
   and p-value are NaN, so the replication counts as failed, and
   NOT_POSITIVE_DEFINITE (with NONFINITE) says why. Definiteness is judged by
-  the eigenvalues of V_FE - V_RE scaled to the diagonal of V_FE (all positive;
-  for p = 1, V_FE - V_RE > 0).
+  the eigenvalues of V_FE - V_RE scaled to unit diagonal (by its own diagonal,
+  where that is positive): all must be positive (for p = 1: V_FE - V_RE > 0).
 - ``hausman-sigmamore``: the same contrast with both covariances built on one
   disturbance variance, that of the efficient estimator (Stata's ``hausman fe
   re, sigmamore``): V = s2_RE (Wxx^-1 - [X*'X*]^-1_xx), where s2_RE and X*'X*
