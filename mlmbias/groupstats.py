@@ -89,18 +89,22 @@ def _stats_one(region, v, mask, n_regions: int, z=None) -> GroupStats:
     """One replication: ``v`` (N, k) the columns [x..., y], ``z`` (G, q) or None."""
     w = mask.astype(v.dtype)
 
-    def seg(a):
-        return jax.ops.segment_sum(a * w.reshape((-1,) + (1,) * (a.ndim - 1)), region, n_regions)
+    def seg(a):  # one column at a time: 1-d segment sums are the fastest on CPU
+        return jax.ops.segment_sum(a * w, region, num_segments=n_regions)
 
+    k = v.shape[-1]
     first = jnp.argmax(mask)
     origin = v[first]
     n = seg(jnp.ones_like(w))
-    safe = jnp.maximum(n, 1.0)[:, None]
-    mean = seg(v - origin[None, :]) / safe
-    d = (v - origin[None, :]) - mean[region]
+    safe = jnp.maximum(n, 1.0)
+    cols = [v[:, a] - origin[a] for a in range(k)]
+    means = [seg(c) / safe for c in cols]
+    d = [c - m[region] for c, m in zip(cols, means, strict=True)]
     # each product once: a symmetric matrix from its upper triangle
-    i, j, which = _pairs(v.shape[-1])
-    cross = seg(d[:, i] * d[:, j])[:, which]
+    i, j, which = _pairs(k)
+    sums = jnp.stack([seg(d[a] * d[b]) for a, b in zip(i, j, strict=True)], axis=-1)
+    mean = jnp.stack(means, axis=-1)
+    cross = sums[:, which]
     if z is None:
         z = jnp.zeros((n_regions, 0), v.dtype)
     z_origin = z[region[first]]
