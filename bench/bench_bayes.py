@@ -90,8 +90,8 @@ def batched(method: str, dgp: DGP, reps: int, options: dict) -> dict:
         "seconds_per_posterior": seconds / reps,
         "posteriors_per_second": reps / seconds,
         "compile_seconds": max(first - seconds, 0.0),
-        "converged_fraction": float(out["beta"]["converged"].mean()),
-        "mean_beta": float(out["beta"]["estimate"].mean()),
+        "converged_fraction": float(out[("beta", "x0")]["converged"].mean()),
+        "mean_beta": float(out[("beta", "x0")]["estimate"].mean()),
     }
 
 

@@ -68,6 +68,7 @@ from mlmbias.registry import Batch  # noqa: E402
 
 SEED = 20250713
 LEVEL = 0.94
+BETA = ("beta", "x0")  # the one covariate's slope
 RESULTS = Path(__file__).resolve().parent / "results" / "frequentist.json"
 
 
@@ -142,7 +143,7 @@ def batched(panel, reps: int) -> dict:
     xla_peak = max((v["total"] for v in xla.values() if v), default=None)
     seconds = times.pop("total")
     flagged = {
-        f"{m}/{e}": float(np.mean(cols["flag"] != 0))
+        f"{m}/{e[0]}": float(np.mean(cols["flag"] != 0))
         for m, out in outs.items()
         for e, cols in out.items()
     }
@@ -154,7 +155,7 @@ def batched(panel, reps: int) -> dict:
         "seconds_by_step": times,
         "flagged_fraction": flagged,
         "mean_beta": {
-            m: float(np.nanmean(o["beta"]["estimate"])) for m, o in outs.items() if "beta" in o
+            m: float(np.nanmean(o[BETA]["estimate"])) for m, o in outs.items() if BETA in o
         },
         "peak_memory": {
             "rss_high_water_bytes": hwm if reset else None,

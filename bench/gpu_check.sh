@@ -147,8 +147,8 @@ for b in batches:
         row = {
             "model": method, "batch_size": b, "reps": b, "seconds": seconds,
             "posteriors_per_second": b / seconds, "first_call_seconds": warm,
-            "converged_fraction": float(np.mean(out["beta"]["converged"])),
-            "mean_beta": float(np.mean(out["beta"]["estimate"])),
+            "converged_fraction": float(np.mean(out[("beta", "x0")]["converged"])),
+            "mean_beta": float(np.mean(out[("beta", "x0")]["estimate"])),
         }
         result["rows"].append(row)
         with open(out_path + ".tmp", "w") as f:

@@ -289,7 +289,7 @@ def _batched_fit(method: str, batch: Batch, options: dict) -> tuple:
 
 
 def _converged(out: dict) -> np.ndarray:
-    return np.asarray(out["beta"]["converged"], bool)
+    return np.asarray(out[("beta", "x0")]["converged"], bool)
 
 
 # --------------------------------------------------------------------------- (a) Bayesian
@@ -322,7 +322,7 @@ def test_bayes_batched(benchmark, model: str, n_regions: int) -> None:
         "posteriors_per_second": reps / seconds,
         "warmup_call_seconds": warm,
         "converged_fraction": float(_converged(out).mean()),
-        "mean_beta": float(np.mean(out["beta"]["estimate"])),
+        "mean_beta": float(np.mean(out[("beta", "x0")]["estimate"])),
     }
     benchmark.extra_info.update(figure)
     entry = _entry(model, n_regions)
@@ -590,7 +590,7 @@ for line in open("/proc/self/status"):
     if line.startswith("VmHWM:"):
         hwm = int(line.split()[1]) * 1024
 print(json.dumps({"seconds": seconds, "vm_hwm_bytes": hwm,
-                  "converged": float(np.mean(out["beta"]["converged"]))}))
+                  "converged": float(np.mean(out[("beta", "x0")]["converged"]))}))
 """
 
 

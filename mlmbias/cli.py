@@ -60,6 +60,13 @@ def _write_csv(frame, out: str) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _column_list(text: str, option: str) -> list[str]:
+    names = [c.strip() for c in text.split(",")]
+    if not all(names):
+        raise ConfigError(f"{option} {text!r} has an empty column name; give NAME[,NAME...]")
+    return names
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -101,12 +108,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     result = fit_panel(
         df,
         args.group,
-        args.x,
+        _column_list(args.x, "--x"),
         args.y,
         methods=methods,
         level=args.level,
         seed=args.seed,
         options=options,
+        z=_column_list(args.z, "--z") if args.z is not None else None,
     )
     table = result.table
     if args.json:
@@ -243,7 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit estimators to a panel in a CSV file")
     p.add_argument("file", help="CSV file, one row per observation")
     p.add_argument("--group", default="region", help="group column (default: region)")
-    p.add_argument("--x", default="ad_spend", help="predictor column (default: ad_spend)")
+    p.add_argument(
+        "--x",
+        default="ad_spend",
+        help="within-varying covariate column(s), comma-separated (default: ad_spend)",
+    )
+    p.add_argument(
+        "--z",
+        help="group-level covariate column(s), each constant within a group, comma-separated",
+    )
     p.add_argument("--y", default="profit", help="outcome column (default: profit)")
     p.add_argument("--methods", help="comma-separated methods (default: all frequentist)")
     p.add_argument("--level", type=float, default=0.94, help="interval level (default 0.94)")

@@ -14,11 +14,11 @@ import pandas as pd
 from mlmbias import flags
 from mlmbias.errors import ConfigError
 from mlmbias.groupstats import group_stats_from_arrays
-from mlmbias.registry import Batch, get_method, method_names
+from mlmbias.registry import Batch, get_method, method_names, output_items, term_names
 from mlmbias.seeding import check_seed, method_keys
 
 # Columns of the comparison table, in order; diagnostics follow where present.
-RECORD_KEYS = ("method", "estimand", "estimate", "se", "lower", "upper", "p_value")
+RECORD_KEYS = ("method", "estimand", "term", "estimate", "se", "lower", "upper", "p_value")
 
 
 def _column(df: pd.DataFrame, name: str, numeric: bool) -> pd.Series:
@@ -71,32 +71,76 @@ def _check_methods(methods: Sequence[str] | None) -> list[str]:
 def fit(
     df: pd.DataFrame,
     group: str,
-    x: str,
+    x: str | Sequence[str],
     y: str,
     methods: Sequence[str] | None = None,
     level: float = 0.94,
     seed: int = 0,
     options: Mapping[str, Any] | None = None,
+    z: str | Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Fit ``methods`` (default: every frequentist one) to one panel.
 
-    Returns one row per (method, estimand) with the columns of ``RECORD_KEYS``
-    followed by each method's diagnostics (flag, R-hat, ESS, ...) and ``flag_names``,
-    the names of the bits set in ``flag`` (comma-separated, "" when none). A
-    ``df`` that is not positive is NaN; :func:`fit_panel` also says why.
+    ``x`` names the within-varying covariate(s), one column or a list; ``z``
+    the group-level covariates (each constant within a group), or None.
+    Returns one row per (method, estimand, term) with the columns of
+    ``RECORD_KEYS`` (``term``: the column an estimate belongs to, "" for a test)
+    followed by each method's diagnostics (flag, R-hat, ESS, ...) and
+    ``flag_names``, the names of the bits set in ``flag`` (comma-separated, ""
+    when none). A ``df`` that is not positive is NaN; :func:`fit_panel` also
+    says why.
     """
-    return fit_panel(df, group, x, y, methods, level, seed, options).table
+    return fit_panel(df, group, x, y, methods, level, seed, options, z).table
+
+
+def _names(value: str | Sequence[str] | None, what: str, required: bool) -> list[str]:
+    if value is None:
+        names: list[str] = []
+    elif isinstance(value, str):
+        names = [value]
+    elif isinstance(value, Iterable):
+        names = list(value)
+    else:
+        raise ConfigError(f"'{what}' must be a column name or a list of them, got {value!r}")
+    for name in names:
+        if not isinstance(name, str):
+            raise ConfigError(f"'{what}' must be a column name or a list of them, got {name!r}")
+    if required and not names:
+        raise ConfigError(f"'{what}' names no column; give at least one")
+    return names
+
+
+def _group_constants(df: pd.DataFrame, names: list[str], codes: np.ndarray, groups) -> np.ndarray:
+    """The z columns as a (G, q) array, one row per group code; a ConfigError naming
+    a column that is not constant within a group."""
+    n_groups = len(groups)
+    out = np.empty((n_groups, len(names)))
+    for k, name in enumerate(names):
+        values = _column(df, name, numeric=True).to_numpy()
+        first = np.full(n_groups, np.nan)
+        first[codes[::-1]] = values[::-1]  # the first value of each group
+        differs = values != first[codes]
+        if differs.any():
+            i = int(np.argmax(differs))
+            raise ConfigError(
+                f"z column '{name}' is not constant within groups: group {groups[codes[i]]!r} "
+                f"has {first[codes[i]]:g} and {values[i]:g}; a level-2 covariate takes one "
+                "value per group"
+            )
+        out[:, k] = first
+    return out
 
 
 def fit_panel(
     df: pd.DataFrame,
     group: str,
-    x: str,
+    x: str | Sequence[str],
     y: str,
     methods: Sequence[str] | None = None,
     level: float = 0.94,
     seed: int = 0,
     options: Mapping[str, Any] | None = None,
+    z: str | Sequence[str] | None = None,
 ) -> PanelFit:
     """:func:`fit`'s table with the panel's size and a plain-words note per flag."""
     if (
@@ -112,29 +156,37 @@ def fit_panel(
         raise ConfigError(str(exc)) from None
     methods = _check_methods(methods)
     specs = [get_method(m) for m in methods]
+    x_names = _names(x, "x", required=True)
+    z_names = _names(z, "z", required=False)
+    every = [group, y, *x_names, *z_names]
+    for i, name in enumerate(every):
+        if name in every[:i]:
+            raise ConfigError(f"column '{name}' is named twice (group, y, x and z must differ)")
     if not isinstance(df, pd.DataFrame) or len(df) == 0:
         raise ConfigError("the panel has no rows")
     g = _column(df, group, numeric=False)
-    xs = _column(df, x, numeric=True).to_numpy()
+    xs = np.column_stack([_column(df, name, numeric=True).to_numpy() for name in x_names])
     ys = _column(df, y, numeric=True).to_numpy()
     codes, uniques = pd.factorize(g, sort=True)
     if len(uniques) < 2:
         raise ConfigError(f"group column '{group}' has {len(uniques)} group(s); need at least 2")
-    stats = group_stats_from_arrays(codes, xs, ys, len(uniques))
+    zs = _group_constants(df, z_names, codes, uniques) if z_names else None
+    stats = group_stats_from_arrays(codes, xs, ys, len(uniques), zs)
+    names = term_names(x_names, z_names)
     rep_key = jax.random.PRNGKey(seed)[None]
     rows: list[dict[str, Any]] = []
     for spec in specs:
         batch = Batch(keys=method_keys(rep_key, spec.name), stats=stats, panel=None)
         out = spec.load()(batch, level, dict(options or {}))
-        for estimand, cols in out.items():
-            row: dict[str, Any] = {"method": spec.name, "estimand": estimand}
+        for (estimand, term), cols in output_items(spec.name, out):
+            row: dict[str, Any] = {"method": spec.name, "estimand": estimand, "term": names[term]}
             for key, value in cols.items():
                 row[key] = np.asarray(value)[0].item()
             rows.append(row)
     frame = pd.DataFrame(rows)
     extra = [c for c in frame.columns if c not in RECORD_KEYS]
     frame = frame.reindex(columns=list(RECORD_KEYS) + extra)
-    n_obs, n_groups = len(xs), len(uniques)
+    n_obs, n_groups, p = len(xs), len(uniques), len(x_names)
     notes: list[str] = []
     if "flag" in frame:
         frame.insert(
@@ -154,8 +206,8 @@ def fit_panel(
                 f"{m} ({v:g})"
                 for m, v in dict(zip(frame.method[bad], dof[bad], strict=True)).items()
             )
-            within = n_obs - n_groups - 1
-            formula = f", so fixed effects have N - G - 1 = {within} <= 0" if within <= 0 else ""
+            within = n_obs - n_groups - p
+            formula = f", so fixed effects have N - G - {p} = {within} <= 0" if within <= 0 else ""
             notes.append(
                 f"df: the residual degrees of freedom are not positive for {which}: "
                 f"N = {n_obs} observations in G = {n_groups} groups{formula}; df is shown "

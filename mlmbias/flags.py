@@ -7,7 +7,7 @@ non-finite estimate, and ``converged`` is the Bayesian convergence verdict.
 
 OK = 0
 SINGLETON_GROUP = 1  # a region with a single observation
-NO_WITHIN_VARIATION = 2  # the predictor does not vary within regions
+NO_WITHIN_VARIATION = 2  # a covariate x does not vary within regions
 BOUNDARY_VARIANCE = 4  # between-region variance estimated at or below 0, truncated at 0
 NOT_POSITIVE_DEFINITE = 8  # Hausman: variance difference not positive
 NOT_CONVERGED = 16  # MCMC: R-hat / ESS thresholds not met
@@ -37,7 +37,8 @@ EXPLANATIONS = {
     SINGLETON_GROUP: "some group has a single observation, which adds nothing to the "
     "within (fixed-effects) estimate",
     NO_WITHIN_VARIATION: "x does not vary within any group, so the within effect is "
-    "not identified (only the between variation is left)",
+    "not identified (only the between variation is left); with several x, this holds "
+    "for at least one of them, whose within effect is then missing",
     BOUNDARY_VARIANCE: "the between-group variance was estimated at or below 0 and set "
     "to 0, so the random-intercept model reduces to one without region intercepts",
     NOT_POSITIVE_DEFINITE: "the Hausman variance difference V_FE - V_RE is not positive, "

@@ -30,7 +30,7 @@ from mlmbias.dgp import DGP
 from mlmbias.errors import ConfigError
 from mlmbias.groupstats import GroupStats, group_stats
 from mlmbias.progress import progress
-from mlmbias.registry import Batch, MethodSpec, get_method
+from mlmbias.registry import Batch, MethodSpec, get_method, output_items, term_names
 from mlmbias.seeding import condition_id, data_keys, method_keys, replication_keys
 from mlmbias.simulate import simulate
 from mlmbias.store import Unit
@@ -205,6 +205,9 @@ def _shard_over_devices(tree: Any) -> Any:
 
 # --------------------------------------------------------------------------- one unit
 
+# The simulated panels have one covariate, ad spend (term "x0"), and no z.
+SEED_TERMS = term_names(["ad_spend"])
+
 
 def _simulate_block(study: Study, dgp: DGP, start: int, stop: int):
     reps = np.arange(start, stop)
@@ -239,9 +242,9 @@ def fit_unit(
         "kind": spec.kind,
     }
     frames = []
-    for estimand in spec.estimands:
-        cols = {k: np.asarray(v)[:n] for k, v in out[estimand].items()}
-        frame = pd.DataFrame({**base, "estimand": estimand, **cols})
+    for (estimand, term), columns in output_items(spec.name, out):
+        cols = {k: np.asarray(v)[:n] for k, v in columns.items()}
+        frame = pd.DataFrame({**base, "estimand": estimand, "term": SEED_TERMS[term], **cols})
         frame["width"] = frame["upper"] - frame["lower"]
         frame["failed"] = ~np.isfinite(frame["estimate"].to_numpy(float))
         frame["batch_seconds"] = seconds
@@ -423,6 +426,7 @@ def _run_locked(
     t_start = time.perf_counter()
     todo = []
     for unit in units:
+        # one term per estimand: the simulations have one covariate and no z
         expected = (unit.stop - unit.start) * len(get_method(unit.method).estimands)
         if store.read_part(store.part_path(root, unit), ident, expected, unit.name) is None:
             todo.append(unit)
@@ -625,6 +629,7 @@ def scan(
     for unit in units:
         path = store.part_path(root, unit)
         planned_paths.add(path)
+        # one term per estimand: the simulations have one covariate and no z
         expected = (unit.stop - unit.start) * len(get_method(unit.method).estimands)
         status, frame = store.check_part(path, ident, expected, unit.name)
         if status == "ok":

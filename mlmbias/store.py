@@ -38,8 +38,9 @@ ERRORS = "errors"
 LOCK = ".lock"
 
 # Version of the stored layout. 2: parts carry the study identity in their schema
-# metadata and the manifest has ``study_hash`` and ``results_format``.
-RESULTS_FORMAT = 2
+# metadata and the manifest has ``study_hash`` and ``results_format``. 3: rows
+# have a ``term`` column (the covariate an estimand belongs to, "" for a test).
+RESULTS_FORMAT = 3
 _IDENTITY_KEY = b"mlmbias"
 
 
@@ -364,7 +365,7 @@ def part_name(root: Path, path: Path) -> str:
 def load_results(root: str | Path) -> pd.DataFrame:
     """Every stored row of a study folder as one tidy DataFrame.
 
-    Sorted by condition, method, replication and estimand, so two runs of the
+    Sorted by condition, method, replication, estimand and term, so two runs of the
     same study compare equal however they were batched, resumed or sharded.
     Only parts of the study's plan that carry its identity are read. Batches
     that are missing, failed or unreadable are named on stderr; the rows that
@@ -387,7 +388,7 @@ def load_results(root: str | Path) -> pd.DataFrame:
         frame = pd.DataFrame()
     else:
         frame = pd.concat(frames, ignore_index=True)
-        keys = ["condition_index", "method", "rep", "estimand"]
+        keys = ["condition_index", "method", "rep", "estimand", "term"]
         frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
     frame.attrs["completeness"] = check.as_dict()  # plain JSON: to_parquet keeps working
     return frame

@@ -10,8 +10,8 @@ from mlmbias.registry import MethodSpec
 
 @jax.jit
 def _within(stats, keys):
-    wxx = jnp.sum(stats.wxx, axis=-1)
-    wxy = jnp.sum(stats.wxy, axis=-1)
+    wxx = jnp.sum(stats.cross[..., 0, 0], axis=-1)
+    wxy = jnp.sum(stats.cross[..., 0, 1], axis=-1)
     beta = wxy / wxx
     jitter = jax.vmap(lambda k: jax.random.normal(k))(keys)
     return beta, 1.0 / jnp.sqrt(wxx), jitter
@@ -28,7 +28,7 @@ def fit_within(batch, level, options):
         "p_value": jnp.full_like(beta, jnp.nan),
         "flag": jnp.zeros(beta.shape, int),
     }
-    return {"beta": {k: np.asarray(v) for k, v in cols.items()}}
+    return {("beta", "x0"): {k: np.asarray(v) for k, v in cols.items()}}
 
 
 def fit_keyed(batch, level, options):
@@ -44,7 +44,7 @@ def fit_keyed(batch, level, options):
         "flag": jnp.zeros(est.shape, int),
         "converged": jnp.ones(est.shape, bool),
     }
-    return {"beta": {k: np.asarray(v) for k, v in cols.items()}}
+    return {("beta", "x0"): {k: np.asarray(v) for k, v in cols.items()}}
 
 
 def fit_boom(batch, level, options):

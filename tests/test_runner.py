@@ -43,6 +43,8 @@ def test_table_has_one_row_per_condition_rep_method_estimand(tmp_path):
     df = load_results(tmp_path)
     assert len(df) == 4 * 25 + 4 * 10
     assert not df.duplicated(["condition_index", "rep", "method", "estimand"]).any()
+    assert (df["term"] == "ad_spend").all()  # the one covariate's term, by its name
+    assert list(df.columns).index("term") == list(df.columns).index("estimand") + 1
     for col in [
         "n_regions",
         "confounding",

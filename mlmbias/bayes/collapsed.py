@@ -79,7 +79,7 @@ class RegionData(NamedTuple):
     sxx_w: jax.Array  # Σ_r Σ_t (x - xbar_r)^2
     sxy_w: jax.Array  # Σ_r Σ_t (x - xbar_r)(y - ybar_r)
     syy_w: jax.Array  # Σ_r Σ_t (y - ybar_r)^2
-    x0: jax.Array  # (...) origin of x (GroupStats.x0)
+    x0: jax.Array  # (...) origin of x (GroupStats.origin[..., 0])
     y0: jax.Array  # (...) origin of y
     cx: jax.Array  # (...) grand mean of x over the observations, less x0
     cy: jax.Array  # (...) grand mean of y, less y0
@@ -90,25 +90,31 @@ class RegionData(NamedTuple):
 def region_data(stats: GroupStats) -> RegionData:
     """Region means, their deviations from the grand means, and the pooled
     within-region centred sums, from the (centred) group statistics."""
+    if stats.p != 1 or stats.q != 0:
+        raise ValueError(
+            f"the collapsed models take one covariate x and no group-level covariates, "
+            f"got p = {stats.p}, q = {stats.q}"
+        )
     n = jnp.asarray(stats.n, float)
     has = n > 0
+    mx, my = stats.mean[..., 0], stats.mean[..., 1]
     total = jnp.maximum(jnp.sum(n, axis=-1, keepdims=True), 1.0)
     # grand means relative to the origin first: their differences are exact
-    cx = jnp.sum(n * stats.mx, axis=-1, keepdims=True) / total
-    cy = jnp.sum(n * stats.my, axis=-1, keepdims=True) / total
+    cx = jnp.sum(n * mx, axis=-1, keepdims=True) / total
+    cy = jnp.sum(n * my, axis=-1, keepdims=True) / total
     return RegionData(
         n=n,
-        xbar=stats.xbar,
+        xbar=stats.xbar[..., 0],
         ybar=stats.ybar,
-        sxx_w=jnp.sum(stats.wxx, axis=-1),
-        sxy_w=jnp.sum(stats.wxy, axis=-1),
-        syy_w=jnp.sum(stats.wyy, axis=-1),
-        x0=stats.x0[..., 0],
-        y0=stats.y0[..., 0],
+        sxx_w=jnp.sum(stats.cross[..., 0, 0], axis=-1),
+        sxy_w=jnp.sum(stats.cross[..., 0, 1], axis=-1),
+        syy_w=jnp.sum(stats.cross[..., 1, 1], axis=-1),
+        x0=stats.origin[..., 0, 0],
+        y0=stats.origin[..., 0, 1],
         cx=cx[..., 0],
         cy=cy[..., 0],
-        dx=jnp.where(has, stats.mx - cx, 0.0),
-        dy=jnp.where(has, stats.my - cy, 0.0),
+        dx=jnp.where(has, mx - cx, 0.0),
+        dy=jnp.where(has, my - cy, 0.0),
     )
 
 

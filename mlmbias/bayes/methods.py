@@ -2,8 +2,9 @@
 
 ``fit(batch, level, options)`` samples the collapsed model of every replication
 (:mod:`mlmbias.bayes.posterior`) from ``batch.stats`` alone and summarises it.
-Per estimand ("beta"; "contextual" for mundlak and rewb) the columns are, each
-an array with one entry per replication:
+Per estimand ("beta"; "contextual" for mundlak and rewb), keyed (estimand,
+"x0") as every method's output (the one covariate's term), the columns are,
+each an array with one entry per replication:
 
 ``estimate`` posterior mean, ``median``, ``se`` posterior SD, ``lower``/``upper``
 the highest-posterior-density interval at ``level``, ``lower_eti``/``upper_eti``
@@ -17,6 +18,9 @@ and bulk ESS >= ``ess_min`` for every sampled quantity (beta, the contextual
 effect, mu, sigma and sigma_a, where the model has them) and no divergences.
 ``flag`` bits (mlmbias.flags): NOT_CONVERGED (R-hat or ESS threshold missed),
 DIVERGENT, NONFINITE (a non-finite estimate or SE).
+
+The models have one within-varying covariate and no group-level covariates: a
+batch with p > 1 or q > 0 raises a ConfigError.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ from mlmbias.bayes.collapsed import MODELS
 from mlmbias.bayes.options import settings_from_options
 from mlmbias.bayes.posterior import Draws, sample
 from mlmbias.bayes.summary import correlation, summarize
+from mlmbias.errors import ConfigError
 from mlmbias.registry import Batch
+
+TERM = "x0"  # the one covariate
 
 COLUMNS = (
     "estimate",
@@ -58,7 +65,7 @@ def monitored(model: str) -> tuple[str, ...]:
 
 def summarize_draws(
     model: str, draws: Draws, level: float, rhat_max: float, ess_min: float
-) -> dict[str, dict[str, np.ndarray]]:
+) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """The registry's output for ``model`` from its draws."""
     info = MODELS[model]
     sums = {name: summarize(draws.get(name), level) for name in monitored(model)}
@@ -72,7 +79,7 @@ def summarize_draws(
         if info.has_sigma_a
         else np.full(n, np.nan)
     )
-    out: dict[str, dict[str, np.ndarray]] = {}
+    out: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for name in estimands:
         s = sums[name]
         finite = np.isfinite(s["estimate"]) & np.isfinite(s["se"])
@@ -82,7 +89,7 @@ def summarize_draws(
             | np.where(divergences > 0, flags.DIVERGENT, 0)
             | np.where(finite, 0, flags.NONFINITE)
         )
-        out[name] = {
+        out[(name, TERM)] = {
             **{k: s[k] for k in ("estimate", "median", "se", "lower", "upper")},
             "lower_eti": s["lower_eti"],
             "upper_eti": s["upper_eti"],
@@ -97,10 +104,21 @@ def summarize_draws(
     return out
 
 
+def check_covariates(model: str, stats) -> None:
+    """A ConfigError unless the statistics have one covariate x and no z (from the shapes)."""
+    p, q = stats.p, stats.q
+    if p != 1 or q != 0:
+        raise ConfigError(
+            f"bayes-{model} supports one within covariate and no level-2 covariates yet, "
+            f"got {p} x and {q} z columns; use the frequentist methods for these data"
+        )
+
+
 def fit_model(
     model: str, batch: Batch, level: float, options: Mapping[str, Any]
-) -> dict[str, dict[str, np.ndarray]]:
+) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """Sample and summarise ``model`` for every replication of ``batch`` (stats only)."""
+    check_covariates(model, batch.stats)
     settings = settings_from_options(options)
     if np.shape(batch.keys)[0] == 0:
         info = MODELS[model]
@@ -111,7 +129,7 @@ def fit_model(
             flag=np.empty(0, np.int64),
         )
         names = ["beta"] + (["contextual"] if info.has_contextual else [])
-        return {name: dict(empty) for name in names}
+        return {(name, TERM): dict(empty) for name in names}
     draws = sample(model, batch.keys, batch.stats, settings)
     return summarize_draws(model, draws, level, settings.rhat_max, settings.ess_min)
 

@@ -2,8 +2,13 @@
 
 Each method is a pure JAX function of one replication's per-region sums (see
 ``_linalg``), jitted and vmapped over the replication axis by
-``_common.batch_method``. The module docstrings state each convention and the
-reference (linearmodels 7.1, statsmodels MixedLM, lme4, Stata) it follows.
+``_common.batch_method``. It returns one entry per (estimand, term): the
+estimands of its ``MethodSpec`` ("beta", "contextual", "test"), the terms the
+positional codes of the covariates it estimates ("x0".., "z0"..; "" for a
+test). The module docstrings state each convention and the reference
+(linearmodels 7.1, statsmodels MixedLM, lme4, Stata) it follows. K counts the
+regressors: 1 + p + q (the constant, p covariates x, q group-level z), 1 + 2p +
+q in the Mundlak models.
 """
 
 from mlmbias.registry import MethodSpec
@@ -16,28 +21,29 @@ METHOD_SPECS: list[MethodSpec] = [
         "frequentist",
         f"{_P}.ols:pooled",
         ("beta",),
-        "pooled OLS ignoring regions, classical SE, t(N-2) interval (linearmodels PooledOLS)",
+        "pooled OLS of y on 1, x, z ignoring regions, classical SE, t(N-K) interval "
+        "(linearmodels PooledOLS)",
     ),
     MethodSpec(
         "pooled-cluster",
         "frequentist",
         f"{_P}.ols:pooled_cluster",
         ("beta",),
-        "pooled OLS, CR1 SE clustered by region, t(N-2) interval",
+        "pooled OLS, CR1 SE clustered by region, t(N-K) interval",
     ),
     MethodSpec(
         "between",
         "frequentist",
         f"{_P}.ols:between",
         ("beta",),
-        "OLS on region means, t(G-2) interval (linearmodels BetweenOLS)",
+        "OLS on region means (1, xbar, z), t(G-K) interval (linearmodels BetweenOLS)",
     ),
     MethodSpec(
         "fe",
         "frequentist",
         f"{_P}.within:fe",
         ("beta",),
-        "fixed effects (within), classical SE with N-G-1 df, t interval (PanelOLS)",
+        "fixed effects (within; z absorbed), classical SE with N-G-p df, t interval (PanelOLS)",
     ),
     MethodSpec(
         "fe-cluster",
@@ -51,7 +57,7 @@ METHOD_SPECS: list[MethodSpec] = [
         "frequentist",
         f"{_P}.random_effects:re_fgls",
         ("beta",),
-        "random intercepts, Swamy-Arora FGLS as linearmodels RandomEffects, t(N-2) interval",
+        "random intercepts, Swamy-Arora FGLS as linearmodels RandomEffects, t(N-K) interval",
     ),
     MethodSpec(
         "re-reml",
@@ -72,21 +78,21 @@ METHOD_SPECS: list[MethodSpec] = [
         "frequentist",
         f"{_P}.mundlak:mundlak_fgls",
         ("beta", "contextual"),
-        "random intercepts + region mean of x, Swamy-Arora FGLS, t(N-3) intervals",
+        "random intercepts + region means of x, Swamy-Arora FGLS, t(N-K) intervals",
     ),
     MethodSpec(
         "mundlak-reml",
         "frequentist",
         f"{_P}.mundlak:mundlak_reml",
         ("beta", "contextual"),
-        "random intercepts + region mean of x by REML, lme4 vcov, z intervals",
+        "random intercepts + region means of x by REML, lme4 vcov, z intervals",
     ),
     MethodSpec(
         "hausman",
         "frequentist",
         f"{_P}.hausman:hausman",
         ("test",),
-        "classic Hausman test FE vs RE (Stata's default), chi2(1)",
+        "classic Hausman test FE vs RE (Stata's default), chi2(p)",
     ),
     MethodSpec(
         "hausman-sigmamore",
@@ -100,6 +106,6 @@ METHOD_SPECS: list[MethodSpec] = [
         "frequentist",
         f"{_P}.hausman:hausman_robust",
         ("test",),
-        "Wald test of the Mundlak term, CR1 covariance clustered by region, chi2(1)",
+        "Wald test of the Mundlak terms, CR1 covariance clustered by region, chi2(p)",
     ),
 ]

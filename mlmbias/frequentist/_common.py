@@ -1,7 +1,10 @@
 """What every frequentist method shares: result columns, quantiles, the batch wrapper.
 
-A method's core is a pure function ``core(stats) -> {estimand: {column: array}}``
-of one replication's ``GroupStats`` (arrays of shape (R,)). For an interval it
+A method's core is a pure function ``core(stats) -> {(estimand, term): {column: array}}``
+of one replication's ``GroupStats`` (arrays of leading shape (R,)). The terms are
+positional codes: "x0", "x1", ... for the within-varying covariates, "z0", ...
+for the group-level ones, "" for a test; the caller maps them to column names.
+For an interval it
 returns the degrees of freedom of its t reference distribution (``inf`` for the
 normal) in the column ``INTERVAL_DF``; ``batch_method`` jits the core, vmaps it
 over the replication axis, turns estimate +- q * se into ``lower`` and ``upper``
@@ -13,7 +16,7 @@ NumPy arrays: the only place where arrays leave JAX.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -22,10 +25,12 @@ import numpy as np
 
 from mlmbias import flags
 from mlmbias.frequentist._dist import chi2_sf, norm_ppf, t_ppf
+from mlmbias.frequentist._linalg import Layout
 from mlmbias.groupstats import GroupStats
 from mlmbias.registry import Batch
 
-Core = Callable[[GroupStats], dict[str, dict[str, jax.Array]]]
+Key = tuple[str, str]  # (estimand, term)
+Core = Callable[[GroupStats], dict[Key, dict[str, jax.Array]]]
 
 # Column (removed from the output) carrying an interval's degrees of freedom.
 INTERVAL_DF = "_interval_df"
@@ -66,6 +71,42 @@ def estimand(
         INTERVAL_DF: jnp.asarray(interval_df, float),
         **diagnostics,
     }
+
+
+def x_term(j: int) -> str:
+    return f"x{j}"
+
+
+def z_term(j: int) -> str:
+    return f"z{j}"
+
+
+TEST: Key = ("test", "")
+
+
+def coefficients(
+    lay: Layout,
+    blocks: Sequence[tuple[str, str]],
+    coef: jax.Array,
+    cov: jax.Array,
+    interval_df: jax.Array | float,
+    flag: jax.Array,
+    **diagnostics: jax.Array,
+) -> dict[Key, dict[str, jax.Array]]:
+    """One estimand per coefficient of the column ``blocks`` of ``lay``.
+
+    ``blocks`` pairs a block ("x", "xbar", "z") with its estimand ("beta",
+    "contextual"); the terms are "x{j}" for the x and xbar blocks, "z{j}" for z.
+    """
+    out = {}
+    for block, name in blocks:
+        code = z_term if block == "z" else x_term
+        for j in range(lay.width[block]):
+            i = lay.index(block, j)
+            out[(name, code(j))] = estimand(
+                coef[i], jnp.sqrt(cov[i, i]), interval_df, flag, **diagnostics
+            )
+    return out
 
 
 def chi2_test(
@@ -109,7 +150,7 @@ def batch_method(core: Core) -> Callable[[Batch, float, Mapping[str, Any]], dict
 
     def fit(
         batch: Batch, level: float, options: Mapping[str, Any] | None = None
-    ) -> dict[str, dict[str, np.ndarray]]:
+    ) -> dict[Key, dict[str, np.ndarray]]:
         stats = GroupStats(*(jnp.asarray(a, dtype=float) for a in batch.stats))
         out = compiled(stats)
         level = jnp.asarray(level, dtype=float)

@@ -1,21 +1,26 @@
 """Least squares from per-region sums, for one replication.
 
-Every model here regresses profit y on some of the columns ``const`` (1),
-``x`` (ad spend) and ``xbar`` (the region mean of ad spend), after the
-quasi-demeaning y - theta_r * ybar_r of a random-intercept model (theta_r = 0:
-pooled OLS; theta_r = 1: the within transformation). Such a transformed column
-v~ = v - theta_r * vbar_r has, within region r,
+Every model here regresses y on some of the column blocks ``const`` (1),
+``x`` (the p within-varying covariates), ``xbar`` (their region means, the
+Mundlak terms) and ``z`` (the q group-level covariates), in that order, after
+the quasi-demeaning y - theta_r * ybar_r of a random-intercept model (theta_r =
+0: pooled OLS; theta_r = 1: the within transformation). Such a transformed
+column v~ = v - theta_r * vbar_r has, within region r,
 
     sum_t v~_a v~_b = W_ab,r + w_r * vbar_a,r * vbar_b,r,      w_r = n_r (1 - theta_r)^2,
 
 where W_ab,r are the sums of products of deviations from the region means (zero
-for the region-constant ``const`` and ``xbar``). So every cross-product matrix,
-coefficient, residual sum of squares and cluster score is a function of the
-region sums, O(R) per replication. The group statistics arrive centred (see
-``groupstats``); the region means are taken relative to the grand mean of the
-observations: this shift is absorbed by the constant, so it changes no slope
-and no residual, and it keeps every cross product well conditioned whatever
-the location of the data.
+for the region-constant ``const``, ``xbar`` and ``z``). So every cross-product
+matrix, coefficient, residual sum of squares and cluster score is a function of
+the region sums, O(R) per replication. The group statistics arrive centred (see
+``groupstats``); the region means (and z) are taken relative to the grand mean
+of the observations: this shift is absorbed by the constant, so it changes no
+slope and no residual, and it keeps every cross product well conditioned
+whatever the location of the data.
+
+Linear systems of up to three unknowns are solved by cofactors (plain
+arithmetic: fast to compile and run, twice differentiable); larger ones by a
+Cholesky factorisation of the matrix scaled to unit diagonal.
 
 Regions with n = 0 (padding) have zero weight and contribute nothing.
 """
@@ -26,28 +31,48 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import cho_solve
 
 from mlmbias.groupstats import GroupStats
 
-COLUMNS = ("const", "x", "xbar")
-# Relative size below which the within-region variation of ad spend counts as absent.
+COLUMNS = ("const", "x", "xbar", "z")
+# Relative size below which the within-region variation of a covariate counts as
+# absent (and the rank threshold of the scaled between/within regressions).
 WITHIN_TOL = 1e-12
 
 
 class Prepared(NamedTuple):
-    """Centred region sums of one replication; arrays of shape (R,) or scalars."""
+    """Centred region sums of one replication: (R, ...) arrays or scalars."""
 
-    n: jax.Array  # observations per region (float)
-    valid: jax.Array  # n > 0
-    dx: jax.Array  # region mean of x less the grand mean (0 where n = 0)
-    dy: jax.Array  # region mean of y less the grand mean
-    wxx: jax.Array  # sum over the region of (x - xbar_r)^2
-    wxy: jax.Array  # sum of (x - xbar_r)(y - ybar_r)
-    wyy: jax.Array  # sum of (y - ybar_r)^2
+    n: jax.Array  # (R,) observations per region (float)
+    valid: jax.Array  # (R,) n > 0
+    dx: jax.Array  # (R, p) region means of x less the grand means (0 where n = 0)
+    dy: jax.Array  # (R,) region mean of y less the grand mean
+    dz: jax.Array  # (R, q) z less its observation-weighted mean (0 where n = 0)
+    w: jax.Array  # (R, k, k) within sums of products of [x, y] (0 where n = 0)
     n_obs: jax.Array  # N
     n_groups: jax.Array  # regions with at least one observation
     has_singleton: jax.Array  # some region has exactly one observation
-    has_within: jax.Array  # ad spend varies within regions
+    within: jax.Array  # (p,) x_j varies within regions
+    total_xx: jax.Array  # (p,) Σ (x_j - grand mean)^2 over the observations
+
+    @property
+    def p(self) -> int:
+        return self.dx.shape[-1]
+
+    @property
+    def q(self) -> int:
+        return self.dz.shape[-1]
+
+    @property
+    def has_within(self) -> jax.Array:
+        """Every x varies within regions."""
+        return jnp.all(self.within)
+
+    def sums(self) -> jax.Array:
+        """Within sums of products pooled over regions, (k, k)."""
+        return jnp.sum(self.w, axis=0)
 
 
 def prepare(stats: GroupStats) -> Prepared:
@@ -55,78 +80,106 @@ def prepare(stats: GroupStats) -> Prepared:
     valid = n > 0
     n_obs = jnp.sum(n)
     n_obs_safe = jnp.maximum(n_obs, 1.0)
-    cx = jnp.sum(n * stats.mx) / n_obs_safe
-    cy = jnp.sum(n * stats.my) / n_obs_safe
-    dx = jnp.where(valid, stats.mx - cx, 0.0)
-    dy = jnp.where(valid, stats.my - cy, 0.0)
-    wxx = jnp.where(valid, stats.wxx, 0.0)
-    wxy = jnp.where(valid, stats.wxy, 0.0)
-    wyy = jnp.where(valid, stats.wyy, 0.0)
-    total_xx = jnp.sum(wxx) + jnp.sum(n * dx * dx)
-    has_within = jnp.sum(wxx) > WITHIN_TOL * total_xx
+    p = stats.mean.shape[-1] - 1
+    c = jnp.sum(n[:, None] * stats.mean, axis=0) / n_obs_safe
+    d = jnp.where(valid[:, None], stats.mean - c[None, :], 0.0)
+    cz = jnp.sum(n[:, None] * stats.z, axis=0) / n_obs_safe
+    dz = jnp.where(valid[:, None], stats.z - cz[None, :], 0.0)
+    w = jnp.where(valid[:, None, None], stats.cross, 0.0)
+    dx = d[:, :p]
+    sxx = jnp.diagonal(jnp.sum(w, axis=0))[:p]
+    total_xx = sxx + jnp.sum(n[:, None] * dx * dx, axis=0)
     return Prepared(
         n=n,
         valid=valid,
         dx=dx,
-        dy=dy,
-        wxx=wxx,
-        wxy=wxy,
-        wyy=wyy,
+        dy=d[:, p],
+        dz=dz,
+        w=w,
         n_obs=n_obs,
         n_groups=jnp.sum(valid).astype(float),
         has_singleton=jnp.any(n == 1),
-        has_within=has_within,
+        within=sxx > WITHIN_TOL * total_xx,
+        total_xx=total_xx,
     )
 
 
-def _between_columns(p: Prepared, cols: tuple[str, ...]) -> jax.Array:
+class Layout(NamedTuple):
+    """Where each column block of a design sits: static offsets and widths."""
+
+    cols: tuple[str, ...]
+    start: dict[str, int]
+    width: dict[str, int]
+    size: int  # K, the number of regressors
+
+    def index(self, col: str, j: int = 0) -> int:
+        return self.start[col] + j
+
+
+def layout(cols: tuple[str, ...], p: int, q: int) -> Layout:
+    widths = {"const": 1, "x": p, "xbar": p, "z": q}
+    start, width, k = {}, {}, 0
+    for c in cols:
+        start[c], width[c] = k, widths[c]
+        k += widths[c]
+    return Layout(tuple(cols), start, width, k)
+
+
+def _between_columns(p: Prepared, lay: Layout) -> jax.Array:
     """Region means of the columns and of y, shape (K + 1, R)."""
-    one = p.valid.astype(float)
-    values = {"const": one, "x": p.dx, "xbar": p.dx}
-    return jnp.stack([values[c] for c in cols] + [p.dy])
+    values = {
+        "const": p.valid.astype(float)[None, :],
+        "x": p.dx.T,
+        "xbar": p.dx.T,
+        "z": p.dz.T,
+    }
+    return jnp.concatenate([values[c] for c in lay.cols] + [p.dy[None, :]], axis=0)
 
 
-def _within_matrix(p: Prepared, cols: tuple[str, ...], wxx, wxy, wyy) -> jax.Array:
-    """The within-region sums of products, placed on the rows of x and y."""
-    k = len(cols)
-    out = jnp.zeros(jnp.shape(wxx) + (k + 1, k + 1))
-    out = out.at[..., k, k].set(wyy)
-    if "x" in cols:
-        i = cols.index("x")
-        out = out.at[..., i, i].set(wxx)
-        out = out.at[..., i, k].set(wxy)
-        out = out.at[..., k, i].set(wxy)
-    return out
+def _within_positions(lay: Layout, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the design that the within sums of [x, y] fill, and which of them."""
+    k = lay.size
+    if "x" in lay.cols:
+        return np.r_[np.arange(lay.start["x"], lay.start["x"] + p), k], np.arange(p + 1)
+    return np.array([k]), np.array([p])
 
 
-def moments(p: Prepared, cols: tuple[str, ...], w: jax.Array, within: float = 1.0) -> jax.Array:
+def _within_matrix(p: Prepared, lay: Layout, w: jax.Array) -> jax.Array:
+    """The within sums of products ``w`` (..., k, k) placed on the rows of x and y."""
+    rows, src = _within_positions(lay, p.p)
+    k = lay.size
+    out = jnp.zeros(w.shape[:-2] + (k + 1, k + 1))
+    sub = w[..., src[:, None], src[None, :]]
+    return out.at[..., rows[:, None], rows[None, :]].set(sub)
+
+
+def moments(p: Prepared, lay: Layout, w: jax.Array, within: float = 1.0) -> jax.Array:
     """Cross products of the transformed [cols..., y], shape (K + 1, K + 1).
 
     ``w`` (R,) weights the region means (n_r (1 - theta_r)^2), ``within`` the
     within-region sums (1 for OLS, FE and GLS; 0 for the regression of the means).
     """
-    c = _between_columns(p, cols)
+    c = _between_columns(p, lay)
     # a broadcast product summed over regions fuses into one loop; a batched
     # (K+1) x R matmul is slower on CPU
     between = jnp.sum(c[:, None, :] * (c * w[None, :])[None, :, :], axis=-1)
-    wmat = _within_matrix(p, cols, jnp.sum(p.wxx), jnp.sum(p.wxy), jnp.sum(p.wyy))
-    return within * wmat + between
+    if within == 0.0:
+        return between
+    return within * _within_matrix(p, lay, p.sums()) + between
 
 
-def group_moments(
-    p: Prepared, cols: tuple[str, ...], w: jax.Array, within: float = 1.0
-) -> jax.Array:
+def group_moments(p: Prepared, lay: Layout, w: jax.Array, within: float = 1.0) -> jax.Array:
     """The same cross products region by region, shape (R, K + 1, K + 1)."""
-    c = _between_columns(p, cols).T  # (R, K + 1)
+    c = _between_columns(p, lay).T  # (R, K + 1)
     between = w[:, None, None] * c[:, :, None] * c[:, None, :]
-    return within * _within_matrix(p, cols, p.wxx, p.wxy, p.wyy) + between
+    return within * _within_matrix(p, lay, p.w) + between
 
 
 class LeastSquares(NamedTuple):
-    coef: jax.Array  # (K,)
+    coef: jax.Array  # (K,) 0 for an inactive column
     xtx_inv: jax.Array  # (K, K) inverse of the regressors' cross products
     ssr: jax.Array  # residual sum of squares
-    logdet: jax.Array  # log det of the regressors' cross products
+    logdet: jax.Array  # log det of the (active) regressors' cross products
 
 
 def inv_det(a: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -159,14 +212,43 @@ def inv_det(a: jax.Array) -> tuple[jax.Array, jax.Array]:
     raise ValueError(f"inv_det handles K <= 3, got K = {k}")
 
 
-def solve(m: jax.Array) -> LeastSquares:
-    """Least squares from the cross-product matrix of [regressors, y]."""
+def inv_logdet(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Inverse and log determinant of a symmetric positive definite K x K matrix.
+
+    K <= 3 by cofactors; larger K by Cholesky after scaling to unit diagonal
+    (so that columns in very different units do not cost digits). NaN where the
+    matrix is not positive definite.
+    """
+    k = a.shape[-1]
+    if k <= 3:
+        inv, det = inv_det(a)
+        return inv, jnp.where(det > 0, jnp.log(jnp.where(det > 0, det, 1.0)), jnp.nan)
+    d = jnp.sqrt(jnp.diagonal(a))
+    d = jnp.where(d > 0, d, 1.0)
+    scaled = a / (d[:, None] * d[None, :])
+    chol = jnp.linalg.cholesky(scaled)
+    inv = cho_solve((chol, True), jnp.eye(k, dtype=a.dtype)) / (d[:, None] * d[None, :])
+    inv = 0.5 * (inv + inv.T)
+    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))) + 2.0 * jnp.sum(jnp.log(d))
+    return inv, logdet
+
+
+def solve(m: jax.Array, active: jax.Array | None = None) -> LeastSquares:
+    """Least squares from the cross-product matrix of [regressors, y].
+
+    ``active`` (K,) bool drops the regressors where it is False (not identified):
+    their rows and columns are replaced by those of the identity, so that their
+    coefficient is 0 and the rest is the fit without them.
+    """
     k = m.shape[-1] - 1
     mzz, mzy, myy = m[:k, :k], m[:k, k], m[k, k]
-    inv, det = inv_det(mzz)
+    if active is not None:
+        both = active[:, None] & active[None, :]
+        mzz = jnp.where(both, mzz, jnp.eye(k))
+        mzy = jnp.where(active, mzy, 0.0)
+    inv, logdet = inv_logdet(mzz)
     coef = inv @ mzy
     ssr = jnp.maximum(myy - mzy @ coef, 0.0)
-    logdet = jnp.where(det > 0, jnp.log(jnp.where(det > 0, det, 1.0)), jnp.nan)
     return LeastSquares(coef, inv, ssr, logdet)
 
 
@@ -180,7 +262,7 @@ def cluster_meat(gm: jax.Array, coef: jax.Array) -> jax.Array:
     return scores.T @ scores
 
 
-def cr1_factor(n_obs: jax.Array, n_groups: jax.Array, k: int) -> jax.Array:
+def cr1_factor(n_obs: jax.Array, n_groups: jax.Array, k: int | jax.Array) -> jax.Array:
     """Stata's CR1 small-sample factor G/(G-1) * (N-1)/(N-K).
 
     It is linearmodels' ``debiased=True`` (N/(N-K)) times its
@@ -189,20 +271,46 @@ def cr1_factor(n_obs: jax.Array, n_groups: jax.Array, k: int) -> jax.Array:
     return n_groups / (n_groups - 1.0) * (n_obs - 1.0) / (n_obs - k)
 
 
-def between_ssr(p: Prepared) -> tuple[jax.Array, jax.Array]:
-    """Residual sum of squares of the unweighted regression of ybar_r on (1, xbar_r).
+def pinv_quadratic(a: jax.Array, b: jax.Array, scale: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """b' A^+ b and the rank of A, with A (m, m) judged in the units ``scale`` (m,).
 
-    Returns it with the rank of that regression (2, or 1 where all the region
-    means of x are equal).
+    The pseudo-inverse keeps the eigenvalues of D^-1/2 A D^-1/2 (D = diag(scale))
+    above ``WITHIN_TOL``: a column of A that is (nearly) a combination of the
+    others, measured against its own size in ``scale``, does not count. This is
+    the rank that least squares by ``lstsq`` (linearmodels) finds.
+    """
+    m = a.shape[-1]
+    s = jnp.sqrt(jnp.where(scale > 0, scale, 1.0))
+    if m == 1:
+        keep = a[0, 0] > WITHIN_TOL * scale[0]
+        quad = jnp.where(keep, b[0] ** 2 / jnp.where(keep, a[0, 0], 1.0), 0.0)
+        return quad, keep.astype(float)
+    lam, vec = jnp.linalg.eigh(a / (s[:, None] * s[None, :]))
+    keep = lam > WITHIN_TOL
+    proj = vec.T @ (b / s)
+    quad = jnp.sum(jnp.where(keep, proj**2 / jnp.where(keep, lam, 1.0), 0.0))
+    return quad, jnp.sum(keep).astype(float)
+
+
+def between_ssr(p: Prepared) -> tuple[jax.Array, jax.Array]:
+    """Residual sum of squares of the unweighted regression of ybar_r on (1, xbar_r, z_r).
+
+    Returns it with the rank of that regression (1 + p + q, less one for each
+    column of region means that is a combination of the others: e.g. 1 when p
+    = 1, q = 0 and all the region means of x are equal), as linearmodels'
+    ``RandomEffects`` counts it.
     """
     g = jnp.maximum(p.n_groups, 1.0)
     one = p.valid.astype(float)
-    ux = jnp.sum(p.dx) / g
-    uy = jnp.sum(p.dy) / g
-    ex = (p.dx - ux) * one
-    ey = (p.dy - uy) * one
-    bxx, bxy, byy = jnp.sum(ex * ex), jnp.sum(ex * ey), jnp.sum(ey * ey)
-    total = (jnp.sum(p.n * p.dx * p.dx) + jnp.sum(p.wxx)) / jnp.maximum(p.n_obs, 1.0) * g
-    full = bxx > WITHIN_TOL * total
-    ssr = jnp.where(full, byy - bxy**2 / jnp.where(full, bxx, 1.0), byy)
-    return jnp.maximum(ssr, 0.0), jnp.where(full, 2.0, 1.0)
+    cols = jnp.concatenate([p.dx, p.dz], axis=1)  # (R, p + q)
+    e = (cols - jnp.sum(cols, axis=0)[None, :] / g) * one[:, None]
+    ey = (p.dy - jnp.sum(p.dy) / g) * one
+    bmat = e.T @ e
+    bvec = e.T @ ey
+    byy = jnp.sum(ey * ey)
+    # each column's size: its observation-level total variation, per region
+    n_obs = jnp.maximum(p.n_obs, 1.0)
+    total_z = jnp.sum(p.n[:, None] * p.dz * p.dz, axis=0)
+    scale = jnp.concatenate([p.total_xx, total_z]) / n_obs * g
+    quad, rank = pinv_quadratic(bmat, bvec, scale)
+    return jnp.maximum(byy - quad, 0.0), 1.0 + rank

@@ -1,6 +1,10 @@
 """Random-intercept models: Swamy-Arora FGLS, REML and ML.
 
-    y_rt = a + beta x_rt [+ gamma xbar_r] + u_r + e_rt,  u_r ~ N(0, s_a^2), e_rt ~ N(0, s^2)
+    y_rt = a + beta' x_rt [+ gamma' xbar_r] + delta' z_r + u_r + e_rt,
+    u_r ~ N(0, s_a^2), e_rt ~ N(0, s^2)
+
+with p within-varying covariates x and q group-level covariates z (K = 1 + p + q
+regressors; 1 + 2p + q in the Mundlak model).
 
 With psi = s_a^2 / s^2, GLS is OLS after quasi-demeaning, theta_r = 1 -
 sqrt(1 / (1 + n_r psi)), so its cross products are those of ``_linalg`` with
@@ -9,11 +13,14 @@ region weights w_r = n_r / (1 + n_r psi): O(R) per replication.
 ``re-fgls`` (Swamy-Arora, as linearmodels 7.1 ``RandomEffects`` with its
 defaults ``small_sample=False``, ``debiased=True``):
 
-- s^2 = within SSR / (N - G - k_w), k_w = 1 (0 when ad spend does not vary
-  within regions);
+- s^2 = within SSR / (N - G - k_w), the within regression of y on the x,
+  k_w the rank of the within-varying regressors (p, less each x that does not
+  vary within regions);
 - s_a^2 = max(0, SSR_b / (G - k_b) - s^2 / T), SSR_b from the unweighted
-  regression of the region means on (1, xbar_r) (k_b = 2), T the harmonic mean
-  of the n_r. A raw value <= 0 is truncated at 0 and flagged BOUNDARY_VARIANCE;
+  regression of the region means of all regressors, (1, xbar_r, z_r), k_b its
+  rank (1 + p + q; xbar_r in the Mundlak model repeats the means of x), T the
+  harmonic mean of the n_r. A raw value <= 0 is truncated at 0 and flagged
+  BOUNDARY_VARIANCE;
 - the covariance is s~^2 (Z~'Z~)^-1 with s~^2 = SSR~ / (N - K) of the
   quasi-demeaned regression, and the interval is t(N - K): linearmodels uses t
   when ``debiased=True``, its default (Stata's ``xtreg, re`` uses z).
@@ -38,8 +45,10 @@ moves a lot (the random-intercept model under confounding: about 15% at R = 12).
 The log-likelihood (``loglik``) uses statsmodels' constants, so it can be
 compared with ``MixedLMResults.llf``.
 
+``re-fgls``, ``re-reml`` and ``re-ml`` report ("beta", "x{j}") and ("beta", "z{j}").
 Every method here also sets SINGLETON_GROUP (a one-month region) and
-NO_WITHIN_VARIATION (beta is then identified by the between variation only).
+NO_WITHIN_VARIATION (some x does not vary within regions; its beta is then
+identified by the between variation only).
 """
 
 from __future__ import annotations
@@ -51,12 +60,15 @@ import jax
 import jax.numpy as jnp
 
 from mlmbias import flags
-from mlmbias.frequentist._common import NORMAL, batch_method, bit, estimand
+from mlmbias.frequentist._common import NORMAL, batch_method, bit, coefficients
 from mlmbias.frequentist._linalg import (
+    Layout,
     LeastSquares,
     Prepared,
     between_ssr,
+    layout,
     moments,
+    pinv_quadratic,
     prepare,
     solve,
 )
@@ -71,7 +83,8 @@ NEWTON_STEPS = 3
 # |d loglik / d tau| at an interior optimum must be below GRAD_TOL * max(N, 1).
 GRAD_TOL = 1e-6
 
-RE_COLS = ("const", "x")
+RE_COLS = ("const", "x", "z")
+RE_BLOCKS = (("x", "beta"), ("z", "beta"))
 
 
 class SwamyArora(NamedTuple):
@@ -82,13 +95,11 @@ class SwamyArora(NamedTuple):
 
 def swamy_arora(p: Prepared) -> SwamyArora:
     """Variance components as linearmodels' RandomEffects estimates them."""
-    sxx = jnp.sum(p.wxx)
-    ssr_w = jnp.where(
-        p.has_within,
-        jnp.sum(p.wyy) - jnp.sum(p.wxy) ** 2 / jnp.where(p.has_within, sxx, 1.0),
-        jnp.sum(p.wyy),
-    )
-    df_w = p.n_obs - p.n_groups - jnp.where(p.has_within, 1.0, 0.0)
+    k = p.p
+    s = p.sums()
+    quad, rank_w = pinv_quadratic(s[:k, :k], s[:k, k], p.total_xx)
+    ssr_w = s[k, k] - quad
+    df_w = p.n_obs - p.n_groups - rank_w
     sigma2 = jnp.where(df_w > 0, jnp.maximum(ssr_w, 0.0) / jnp.where(df_w > 0, df_w, 1.0), jnp.nan)
     ssr_b, rank_b = between_ssr(p)
     df_b = p.n_groups - rank_b
@@ -103,46 +114,54 @@ def region_weights(p: Prepared, psi: jax.Array) -> jax.Array:
     return jnp.where(p.valid, p.n / (1.0 + p.n * psi), 0.0)
 
 
-def gls(p: Prepared, cols: tuple[str, ...], psi: jax.Array) -> LeastSquares:
-    return solve(moments(p, cols, region_weights(p, psi)))
+def n_active(lay: Layout, active: jax.Array | None) -> jax.Array | int:
+    """Number of regressors fitted (those ``active``, or all)."""
+    return lay.size if active is None else jnp.sum(active).astype(float)
+
+
+def gls(p: Prepared, lay: Layout, psi: jax.Array, active: jax.Array | None = None) -> LeastSquares:
+    return solve(moments(p, lay, region_weights(p, psi)), active)
 
 
 class FGLS(NamedTuple):
     coef: jax.Array
     cov: jax.Array  # SSR~ / (N - K) (Z~'Z~)^-1
     xtx_inv: jax.Array  # (Z~'Z~)^-1
+    s2: jax.Array  # SSR~ / (N - K), the disturbance variance of the covariance
     df: jax.Array
     psi: jax.Array
     components: SwamyArora
     flag: jax.Array
 
 
-def fgls(p: Prepared, cols: tuple[str, ...]) -> FGLS:
-    """Swamy-Arora FGLS of y on ``cols`` with linearmodels' covariance."""
+def fgls(p: Prepared, lay: Layout, active: jax.Array | None = None) -> FGLS:
+    """Swamy-Arora FGLS of y on the columns of ``lay`` with linearmodels' covariance."""
     vc = swamy_arora(p)
     psi = vc.sigma2_a / vc.sigma2
-    ls = gls(p, cols, psi)
-    df = p.n_obs - len(cols)
-    cov = ls.ssr / df * ls.xtx_inv
+    ls = gls(p, lay, psi, active)
+    df = p.n_obs - n_active(lay, active)
+    s2 = ls.ssr / df
     flag = (
         bit(p.has_singleton, flags.SINGLETON_GROUP)
         | bit(~p.has_within, flags.NO_WITHIN_VARIATION)
         | bit(vc.boundary, flags.BOUNDARY_VARIANCE)
     )
-    return FGLS(ls.coef, cov, ls.xtx_inv, df, psi, vc, flag)
+    return FGLS(ls.coef, s2 * ls.xtx_inv, ls.xtx_inv, s2, df, psi, vc, flag)
 
 
-def profile_loglik(p: Prepared, cols: tuple[str, ...], psi: jax.Array, reml: bool) -> jax.Array:
+def profile_loglik(
+    p: Prepared, lay: Layout, psi: jax.Array, reml: bool, active: jax.Array | None = None
+) -> jax.Array:
     """Log-likelihood with beta and s^2 profiled out, at variance ratio ``psi``.
 
     ML:   -N/2 (log(2 pi SSR/N) + 1) - 1/2 sum_r log(1 + n_r psi)
     REML: -(N-K)/2 (log(2 pi SSR/(N-K)) + 1) - 1/2 sum_r log(1 + n_r psi)
           - 1/2 log det(X' V^-1 X),  V = I + psi Z Z' (statsmodels' constants).
     """
-    ls = gls(p, cols, psi)
+    ls = gls(p, lay, psi, active)
     log_det_v = jnp.sum(jnp.where(p.valid, jnp.log1p(p.n * psi), 0.0))
     if reml:
-        m = p.n_obs - len(cols)
+        m = p.n_obs - n_active(lay, active)
         return (
             -0.5 * m * (jnp.log(2 * math.pi * ls.ssr / m) + 1.0) - 0.5 * log_det_v - 0.5 * ls.logdet
         )
@@ -157,11 +176,13 @@ class Profile(NamedTuple):
     flag: jax.Array
 
 
-def maximise_profile(p: Prepared, cols: tuple[str, ...], reml: bool) -> Profile:
+def maximise_profile(
+    p: Prepared, lay: Layout, reml: bool, active: jax.Array | None = None
+) -> Profile:
     """Maximise the profile log-likelihood over psi in a fixed number of steps."""
 
     def f(tau):
-        v = profile_loglik(p, cols, jnp.exp(tau), reml)
+        v = profile_loglik(p, lay, jnp.exp(tau), reml, active)
         return jnp.where(jnp.isnan(v), -jnp.inf, v)
 
     grid = jnp.linspace(TAU_LO, TAU_HI, N_GRID)
@@ -213,7 +234,7 @@ def maximise_profile(p: Prepared, cols: tuple[str, ...], reml: bool) -> Profile:
     tau, best = jax.lax.fori_loop(0, NEWTON_STEPS, newton, (tau, best))
     grad = df(tau)
 
-    ll0 = profile_loglik(p, cols, jnp.asarray(0.0), reml)
+    ll0 = profile_loglik(p, lay, jnp.asarray(0.0), reml, active)
     at_zero = jnp.isfinite(ll0) & (ll0 >= best)
     at_top = tau >= TAU_HI - step
     not_converged = ~at_zero & (
@@ -237,10 +258,12 @@ class Likelihood(NamedTuple):
     flag: jax.Array
 
 
-def likelihood_fit(p: Prepared, cols: tuple[str, ...], reml: bool) -> Likelihood:
-    prof = maximise_profile(p, cols, reml)
-    ls = gls(p, cols, prof.psi)
-    dof = p.n_obs - len(cols) if reml else p.n_obs
+def likelihood_fit(
+    p: Prepared, lay: Layout, reml: bool, active: jax.Array | None = None
+) -> Likelihood:
+    prof = maximise_profile(p, lay, reml, active)
+    ls = gls(p, lay, prof.psi, active)
+    dof = p.n_obs - n_active(lay, active) if reml else p.n_obs
     sigma2 = ls.ssr / dof
     flag = (
         prof.flag
@@ -251,39 +274,43 @@ def likelihood_fit(p: Prepared, cols: tuple[str, ...], reml: bool) -> Likelihood
 
 
 def _re_fgls(stats: GroupStats) -> dict:
-    """Swamy-Arora random intercepts (linearmodels RandomEffects); t(N - 2) interval."""
-    fit = fgls(prepare(stats), RE_COLS)
-    return {
-        "beta": estimand(
-            fit.coef[1],
-            jnp.sqrt(fit.cov[1, 1]),
-            fit.df,
-            fit.flag,
-            df=fit.df,
-            sigma=jnp.sqrt(fit.components.sigma2),
-            sigma_a=jnp.sqrt(fit.components.sigma2_a),
-        )
-    }
+    """Swamy-Arora random intercepts (linearmodels RandomEffects); t(N - K) intervals."""
+    p = prepare(stats)
+    lay = layout(RE_COLS, p.p, p.q)
+    fit = fgls(p, lay)
+    return coefficients(
+        lay,
+        RE_BLOCKS,
+        fit.coef,
+        fit.cov,
+        fit.df,
+        fit.flag,
+        df=fit.df,
+        sigma=jnp.sqrt(fit.components.sigma2),
+        sigma_a=jnp.sqrt(fit.components.sigma2_a),
+    )
 
 
 def _likelihood_core(reml: bool):
     def core(stats: GroupStats) -> dict:
-        fit = likelihood_fit(prepare(stats), RE_COLS, reml)
-        return {
-            "beta": estimand(
-                fit.coef[1],
-                jnp.sqrt(fit.cov[1, 1]),
-                NORMAL,
-                fit.flag,
-                sigma=jnp.sqrt(fit.sigma2),
-                sigma_a=jnp.sqrt(fit.sigma2_a),
-                loglik=fit.loglik,
-            )
-        }
+        p = prepare(stats)
+        lay = layout(RE_COLS, p.p, p.q)
+        fit = likelihood_fit(p, lay, reml)
+        return coefficients(
+            lay,
+            RE_BLOCKS,
+            fit.coef,
+            fit.cov,
+            NORMAL,
+            fit.flag,
+            sigma=jnp.sqrt(fit.sigma2),
+            sigma_a=jnp.sqrt(fit.sigma2_a),
+            loglik=fit.loglik,
+        )
 
     core.__doc__ = (
         f"Random intercepts by {'REML' if reml else 'ML'} (statsmodels MixedLM, lme4 vcov); "
-        "z interval."
+        "z intervals."
     )
     return core
 

@@ -45,9 +45,12 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 def measure_table(summary: pd.DataFrame, stat: str, estimand: str = "beta") -> str:
     """Methods by number of regions, one block per confounding value: 'est (mcse)'."""
-    s = summary[(summary.stat == stat) & (summary.estimand == estimand)]
+    s = summary[(summary.stat == stat) & (summary.estimand == estimand)].copy()
     if s.empty:
         return "_not available for these methods_"
+    if "term" in s and s.groupby("method")["term"].nunique().max() > 1:
+        # several covariates: one row per method and term
+        s["method"] = s["method"] + " (" + s["term"].astype(str) + ")"
     blocks = []
     for conf in sorted(s.confounding.unique(), reverse=True):
         sub = s[np.isclose(s.confounding, conf)].copy()
@@ -60,7 +63,10 @@ def measure_table(summary: pd.DataFrame, stat: str, estimand: str = "beta") -> s
 
 def counts_table(summary: pd.DataFrame) -> str:
     c = summary[summary.stat.isin(["n_total", "n_used", "n_failed", "n_not_converged"])]
-    t = c.pivot_table(index=["method", "estimand"], columns="stat", values="est", aggfunc="sum")
+    keys = ["method", "estimand"]
+    if "term" in c and c.groupby(keys)["term"].nunique().max() > 1:
+        keys.append("term")  # several covariates: a row each
+    t = c.pivot_table(index=keys, columns="stat", values="est", aggfunc="sum")
     t = t.reindex(columns=["n_total", "n_used", "n_failed", "n_not_converged"]).astype(int)
     return _markdown(t.reset_index())
 

@@ -28,7 +28,9 @@ import pandas as pd
 
 from mlmbias.dgp import DGP
 
-KEYS = ("method", "estimand")
+# A row of the summary is a condition, method, estimand and term (the covariate an
+# estimate belongs to, "ad_spend" in the simulations; "" for a test).
+KEYS = ("method", "estimand", "term")
 COUNT_STATS = ("n_total", "n_used", "n_failed", "n_not_converged")
 
 
@@ -123,9 +125,11 @@ def performance(
     corr_threshold: float = 0.5,
     converged_only: bool = False,
 ) -> pd.DataFrame:
-    """The long summary: condition parameters, method, estimand, stat, est, mcse."""
+    """The long summary: condition parameters, method, estimand, term, stat, est, mcse."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    if "term" not in results.columns:  # rows of one covariate without their term
+        results = results.assign(term="")
     cond_cols = [c for c in ("condition_index", *DGP.field_names()) if c in results.columns]
     rows = []
     for key, g in results.groupby([*cond_cols, *KEYS], sort=True, dropna=False):
@@ -170,10 +174,10 @@ def performance(
 
 
 def wide(summary: pd.DataFrame, stats: Sequence[str], by: Sequence[str]) -> pd.DataFrame:
-    """One row per ``by`` and method, columns ``stat`` and ``stat_mcse``."""
+    """One row per ``by``, method, estimand and term, columns ``stat`` and ``stat_mcse``."""
     sub = summary[summary["stat"].isin(stats)]
     table = sub.pivot_table(
-        index=[*by, "method", "estimand"], columns="stat", values=["est", "mcse"], dropna=False
+        index=[*by, *KEYS], columns="stat", values=["est", "mcse"], dropna=False
     )
     table.columns = [s if kind == "est" else f"{s}_mcse" for kind, s in table.columns]
     return table.reset_index()

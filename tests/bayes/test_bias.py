@@ -26,7 +26,7 @@ def biases():
     out = {}
     for name in ("bayes-re", "bayes-fe", "bayes-mundlak", "bayes-rewb"):
         batch = make_batch(name, SEED_DGP, 2025, np.arange(REPS))
-        beta = get_method(name).load()(batch, 0.94, SMALL)["beta"]
+        beta = get_method(name).load()(batch, 0.94, SMALL)[("beta", "x0")]
         est = beta["estimate"]
         out[name] = (est.mean() - SEED_DGP.beta, est.std(ddof=1) / np.sqrt(REPS), beta)
     return out

@@ -55,7 +55,7 @@ def seed_fits():
 @pytest.mark.parametrize("name", BAYES)
 def test_output_columns_and_shapes(seed_fits, name):
     out = seed_fits[name]
-    assert tuple(out) == get_method(name).estimands
+    assert tuple(out) == tuple((e, "x0") for e in get_method(name).estimands)
     for cols in out.values():
         assert set(cols) == COLUMNS
         for key, arr in cols.items():
@@ -81,7 +81,7 @@ def test_hpd_narrower_than_equal_tailed(seed_fits):
     hold one or two fewer, so the HPD may be wider by about one spacing of the
     order statistics at each tail: sd / (n f(q)), about 0.007 sd for the 2000
     draws here; 0.02 sd allows for both tails."""
-    cols = seed_fits["bayes-mundlak"]["beta"]
+    cols = seed_fits["bayes-mundlak"][("beta", "x0")]
     hpd = cols["upper"] - cols["lower"]
     eti = cols["upper_eti"] - cols["lower_eti"]
     assert (hpd <= eti + 0.02 * cols["se"]).all()
@@ -126,9 +126,9 @@ def test_padding_and_chunks_keep_order():
     name = "bayes-re"
     method = get_method(name).load()
     batch = make_batch(name, SEED_DGP, 9, np.arange(11))
-    out = method(batch, 0.94, SMALL)["beta"]
+    out = method(batch, 0.94, SMALL)[("beta", "x0")]
     tail = make_batch(name, SEED_DGP, 9, np.arange(8, 11))
-    out_tail = method(tail, 0.94, SMALL)["beta"]
+    out_tail = method(tail, 0.94, SMALL)[("beta", "x0")]
     np.testing.assert_array_equal(out["estimate"][8:], out_tail["estimate"])
     assert np.unique(out["estimate"]).size == 11
 
@@ -138,7 +138,7 @@ def test_stats_only(seed_fits):
     batch = make_batch("bayes-fe", SEED_DGP, 5, np.arange(3))
     out = get_method("bayes-fe").load()(batch._replace(panel=None), 0.94, SMALL)
     np.testing.assert_array_equal(
-        out["beta"]["estimate"], seed_fits["bayes-fe"]["beta"]["estimate"]
+        out[("beta", "x0")]["estimate"], seed_fits["bayes-fe"][("beta", "x0")]["estimate"]
     )
 
 
@@ -166,7 +166,7 @@ def test_prior_override_takes_effect():
     batch = make_batch("bayes-fe", SEED_DGP, 5, [0])
     opts = {**SMALL, "prior_beta_loc": 0.0, "prior_beta_scale": 1e-3}
     out = get_method("bayes-fe").load()(batch, 0.94, opts)
-    assert abs(out["beta"]["estimate"][0]) < 0.01
+    assert abs(out[("beta", "x0")]["estimate"][0]) < 0.01
 
 
 def test_flags_and_converged_from_draws():
@@ -179,7 +179,7 @@ def test_flags_and_converged_from_draws():
     draws = Draws(
         values, np.array([0, 0, 3]), np.ones((3, 4)), np.ones((3, 4)), np.ones(3), np.ones((1, 2))
     )
-    out = summarize_draws("re", draws, 0.9, rhat_max=1.05, ess_min=100)["beta"]
+    out = summarize_draws("re", draws, 0.9, rhat_max=1.05, ess_min=100)[("beta", "x0")]
     assert out["converged"].tolist() == [True, False, False]
     assert out["flag"][0] == 0
     assert out["flag"][1] == flags.NOT_CONVERGED
@@ -211,4 +211,21 @@ def test_empty_batch():
     batch = make_batch("bayes-re", SEED_DGP, 5, [0])
     empty = Batch(batch.keys[:0], type(batch.stats)(*(a[:0] for a in batch.stats)), None)
     out = get_method("bayes-re").load()(empty, 0.94, SMALL)
-    assert out["beta"]["estimate"].shape == (0,)
+    assert out[("beta", "x0")]["estimate"].shape == (0,)
+
+
+@pytest.mark.parametrize("name", BAYES)
+@pytest.mark.parametrize(("p", "q"), [(2, 0), (1, 1)])
+def test_several_covariates_are_refused(name, p, q):
+    """One within covariate and no level-2 covariates: anything else is a ConfigError
+    from the shapes, before any sampling."""
+    from mlmbias.groupstats import group_stats_from_arrays
+
+    rng = np.random.default_rng(0)
+    codes = np.repeat(np.arange(4), 3)
+    x = rng.normal(size=(12, p))
+    z = rng.normal(size=(4, q)) if q else None
+    stats = group_stats_from_arrays(codes, x, rng.normal(size=12), 4, z)
+    batch = make_batch(name, SEED_DGP, 5, [0])._replace(stats=stats)
+    with pytest.raises(ConfigError, match="one within covariate and no level-2 covariates"):
+        get_method(name).load()(batch, 0.94, SMALL)

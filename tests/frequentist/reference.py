@@ -44,12 +44,18 @@ class Reference:
     labels: list[str]  # condition of each replication
     frames: list[pd.DataFrame]  # region, month, ad_spend, profit
     batch: Batch  # (rep, R_PAD) statistics
-    results: dict[str, dict[str, dict[str, np.ndarray]]]  # method -> estimand -> column
+    results: dict[str, dict[tuple[str, str], dict[str, np.ndarray]]]  # method -> key -> column
 
 
 def pad_stats(stats: GroupStats, n_regions: int) -> GroupStats:
-    width = n_regions - stats.n.shape[-1]
-    return GroupStats(*(np.pad(np.asarray(a), ((0, 0), (0, width))) for a in stats))
+    """Empty regions appended (axis 1 of every field)."""
+    width = n_regions - stats.n.shape[1]
+
+    def pad(a):
+        a = np.asarray(a)
+        return np.pad(a, [(0, 0), (0, width)] + [(0, 0)] * (a.ndim - 2))
+
+    return GroupStats(*(pad(a) for a in stats))
 
 
 def concat_stats(parts: list[GroupStats]) -> GroupStats:
@@ -86,8 +92,17 @@ def stats_of(frame: pd.DataFrame, n_regions: int | None = None) -> GroupStats:
     safe = np.maximum(n, 1.0)
     xbar, ybar = seg(x) / safe, seg(y) / safe
     dx, dy = x - xbar[codes], y - ybar[codes]
-    zero = np.zeros(g)  # origin 0: the means are the plain region means
-    parts = (n, zero, zero, xbar, ybar, seg(dx * dx), seg(dx * dy), seg(dy * dy))
+    wxx, wxy, wyy = seg(dx * dx), seg(dx * dy), seg(dy * dy)
+    cross = np.stack([np.stack([wxx, wxy], -1), np.stack([wxy, wyy], -1)], -1)
+    # origin 0: the means are the plain region means
+    parts = (
+        n,
+        np.zeros((g, 2)),
+        np.stack([xbar, ybar], -1),
+        cross,
+        np.zeros((g, 0)),
+        np.zeros((g, 0)),
+    )
     return GroupStats(*(a[None] for a in parts))
 
 
@@ -109,8 +124,13 @@ def assert_close(actual, expected, rtol: float, what: str = "") -> None:
     assert err <= rtol, f"{what}: {actual} vs {expected} (relative error {err:.2e} > {rtol:g})"
 
 
-def column(results, method: str, i: int, estimand: str = "beta") -> dict[str, float]:
-    return {k: np.asarray(v)[i].item() for k, v in results[method][estimand].items()}
+def column(
+    results, method: str, i: int, estimand: str = "beta", term: str | None = None
+) -> dict[str, float]:
+    """Replication ``i`` of (estimand, term); the term defaults to "x0" ("" for a test)."""
+    if term is None:
+        term = "" if estimand == "test" else "x0"
+    return {k: np.asarray(v)[i].item() for k, v in results[method][(estimand, term)].items()}
 
 
 # --- linearmodels ----------------------------------------------------------------

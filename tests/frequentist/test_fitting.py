@@ -47,8 +47,9 @@ def test_fit_matches_batch(reference, small):
     assert "flag" in table.columns
     expected = [(m, e) for s in METHOD_SPECS for m, e in ((s.name, e) for e in s.estimands)]
     assert list(zip(table.method, table.estimand, strict=True)) == expected
+    assert list(table.term) == ["" if e == "test" else "ad_spend" for e in table.estimand]
     for _, row in table.iterrows():
-        want = reference.results[row.method][row.estimand]
+        want = reference.results[row.method][(row.estimand, "x0" if row.term else "")]
         for col in ("estimate", "se", "lower", "upper", "p_value"):
             value = np.nan if row[col] is None else row[col]
             np.testing.assert_allclose(
@@ -81,6 +82,7 @@ def test_cli_json(tmp_path, capsys, small):
     for r in records:
         assert set(RECORD_KEYS) <= set(r)
         assert r["estimand"] in ("beta", "contextual", "test")
+        assert r["term"] == ("" if r["estimand"] == "test" else "ad_spend")
         if r["estimand"] == "test":
             assert isinstance(r["p_value"], float)
         else:

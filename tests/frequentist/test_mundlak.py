@@ -34,9 +34,9 @@ def test_fgls_matches_randomeffects(reference):
 
 def test_within_effect_equals_fixed_effects(reference):
     """In the Mundlak model beta is the within estimator, whatever the variance ratio."""
-    fe = reference.results["fe"]["beta"]["estimate"]
+    fe = reference.results["fe"][("beta", "x0")]["estimate"]
     for method in ("mundlak-fgls", "mundlak-reml"):
-        beta = reference.results[method]["beta"]["estimate"]
+        beta = reference.results[method][("beta", "x0")]["estimate"]
         np.testing.assert_allclose(beta, fe, rtol=1e-10)
 
 
@@ -44,7 +44,7 @@ def test_variance_components_equal_random_effects(reference):
     """xbar adds nothing to the within or between regressions of Swamy-Arora."""
     for col in ("sigma", "sigma_a"):
         np.testing.assert_allclose(
-            reference.results["mundlak-fgls"]["beta"][col],
-            reference.results["re-fgls"]["beta"][col],
+            reference.results["mundlak-fgls"][("beta", "x0")][col],
+            reference.results["re-fgls"][("beta", "x0")][col],
             rtol=1e-10,
         )

@@ -1,4 +1,4 @@
-"""Shift invariance: a constant added to x, y or both changes no slope, SE,
+"""Shift invariance: a constant added to x, z, y or all of them changes no slope, SE,
 interval, test or variance component of any frequentist method.
 
 The comparison is made on the data the shifted panel actually holds: x + c is
@@ -11,7 +11,9 @@ by orders of magnitude (the pooled SE went from 0.108 to 104.8 at y + 1e12).
 Panels are drawn by hypothesis: 3 to 12 groups of 1 to 7 observations (so
 singleton groups and unbalanced designs occur), a between part of x correlated
 with the group effect, and random scales. Each example is padded to ``R_PAD``
-groups, so every method compiles once.
+groups, so every method compiles once. Two designs: one covariate (p = 1, q = 0,
+the seed's), and two covariates with a group-level one (p = 2, q = 1), where
+each x column, z and y are shifted by constants of their own.
 """
 
 from __future__ import annotations
@@ -44,9 +46,31 @@ def panel(seed: int):
     return codes, x, y
 
 
-def fit_all(codes, xs, ys):
-    """Every frequentist method on the panels (x_i, y_i), in one padded batch."""
-    parts = [group_stats_from_arrays(codes, x, y, R_PAD) for x, y in zip(xs, ys, strict=True)]
+def panel_pq(seed: int):
+    """p = 2 covariates and one group-level z, in the same layout as ``panel``."""
+    rng = np.random.default_rng(seed)
+    g = int(rng.integers(4, R_PAD + 1))
+    sizes = rng.integers(1, 8, size=g)
+    sizes[:3] = np.maximum(sizes[:3], 2)
+    codes = np.repeat(np.arange(g), sizes)
+    u = rng.normal(0.0, rng.uniform(0.5, 30.0), g)
+    xbar = np.outer(u, rng.uniform(-2.0, 2.0, 2)) + rng.normal(0.0, rng.uniform(0.5, 20.0), (g, 2))
+    x = xbar[codes] + rng.normal(0.0, rng.uniform(0.5, 10.0), (len(codes), 2))
+    z = rng.uniform(-1.0, 1.0) * u[:, None] + rng.normal(0.0, rng.uniform(0.5, 10.0), (g, 1))
+    noise = rng.normal(0.0, rng.uniform(0.5, 10.0), len(codes))
+    y = 8.0 + x @ [1.5, -0.5] + 2.0 * z[codes, 0] + u[codes] + noise
+    return codes, x, z, y
+
+
+def fit_all(codes, xs, ys, zs=None):
+    """Every frequentist method on the panels (x_i, y_i[, z_i]), in one padded batch."""
+    if zs is None:
+        zs = [None] * len(xs)
+    parts = []
+    for x, y, z in zip(xs, ys, zs, strict=True):
+        if z is not None:
+            z = np.vstack([z, np.zeros((R_PAD - len(z), z.shape[1]))])
+        parts.append(group_stats_from_arrays(codes, x, y, R_PAD, z))
     stats = GroupStats(*(np.concatenate(cols) for cols in zip(*parts, strict=True)))
     batch = Batch(keys=None, stats=stats, panel=None)
     return {m: get_method(m).load()(batch, LEVEL, {}) for m in method_names("frequentist")}
@@ -98,6 +122,39 @@ def test_every_method_is_shift_invariant(shift, seed, sign):
     assert_invariant(fits, TOLERANCE[shift])
 
 
+@pytest.mark.parametrize("shift", sorted(TOLERANCE))
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(seed=st.integers(0, 2**32 - 1), signs=st.lists(st.sampled_from([1.0, -1.0]), min_size=4))
+def test_several_covariates_are_shift_invariant(shift, seed, signs):
+    """p = 2, q = 1: x_1, x_2, z and y each shifted by its own constant (sign and a
+    factor of 1 to 3), one at a time and all together."""
+    codes, x, z, y = panel_pq(seed)
+    cx = shift * np.array([signs[0], 2.0 * signs[1]])
+    cz, cy = 3.0 * signs[2] * shift, signs[3] * shift
+    xs, zs, ys = x + cx, z + cz, y + cy
+    xb, zb, yb = xs - cx, zs - cz, ys - cy  # the values the shifted panel represents
+    x1 = np.column_stack([xs[:, 0], xb[:, 1]])  # only the first column shifted
+    fits = fit_all(
+        codes,
+        [xb, xs, x1, xb, xb, xs],
+        [yb, yb, yb, yb, ys, ys],
+        [zb, zb, zb, zs, zb, zs],
+    )
+    assert {key for key in fits["mundlak-reml"]} == {
+        ("beta", "x0"),
+        ("beta", "x1"),
+        ("beta", "z0"),
+        ("contextual", "x0"),
+        ("contextual", "x1"),
+    }
+    assert_invariant(fits, TOLERANCE[shift])
+
+
 def test_raw_sums_would_fail_this_test():
     """The test can fail: the textbook one-pass sums Σy² - (Σy)²/n lose the
     within-group sum of squares at a shift of 1e9 (a guard that the tolerances
@@ -106,7 +163,7 @@ def test_raw_sums_would_fail_this_test():
     y = y + 1e9
     n = np.bincount(codes)
     raw = np.bincount(codes, y * y) - np.bincount(codes, y) ** 2 / n
-    centred = np.asarray(group_stats_from_arrays(codes, x, y, codes.max() + 1).wyy[0])
+    centred = np.asarray(group_stats_from_arrays(codes, x, y, codes.max() + 1).cross[0, :, 1, 1])
     exact = np.bincount(codes, (y - (np.bincount(codes, y) / n)[codes]) ** 2)
     np.testing.assert_allclose(centred, exact, rtol=1e-6, atol=1e-6)
     assert np.max(np.abs(raw - exact) / np.maximum(exact, 1.0)) > 1e-3

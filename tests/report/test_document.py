@@ -34,7 +34,7 @@ def study_dir(tmp_path_factory):
 def test_report_files(study_dir, tmp_path):
     paths = write_report(study_dir, figures=tmp_path / "figs")
     summary = pd.read_csv(paths.summary)
-    assert list(summary.columns[-5:]) == ["method", "estimand", "stat", "est", "mcse"]
+    assert list(summary.columns[-6:]) == ["method", "estimand", "term", "stat", "est", "mcse"]
     assert {"n_regions", "confounding"} <= set(summary.columns)
     bias = summary[(summary.stat == "bias") & (summary.method == "t-within")]
     assert len(bias) == 4 and np.isfinite(bias.est).all() and (bias.mcse > 0).all()
