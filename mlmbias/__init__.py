@@ -14,7 +14,10 @@ from mlmbias.errors import ConfigError as ConfigError  # noqa: E402
 from mlmbias.fitting import fit as fit  # noqa: E402
 from mlmbias.groupstats import GroupStats as GroupStats  # noqa: E402
 from mlmbias.groupstats import group_stats as group_stats  # noqa: E402
+from mlmbias.registry import Batch as Batch  # noqa: E402
 from mlmbias.registry import method_names as method_names  # noqa: E402
+from mlmbias.registry import register_method as register_method  # noqa: E402
+from mlmbias.registry import unregister as unregister  # noqa: E402
 from mlmbias.runner import merge as merge  # noqa: E402
 from mlmbias.runner import run_study as run_study  # noqa: E402
 from mlmbias.seeding import condition_id as condition_id  # noqa: E402

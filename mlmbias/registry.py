@@ -47,13 +47,18 @@ FitFn = Callable[[Batch, float, Mapping[str, Any]], dict[Key, dict[str, Any]]]
 class MethodSpec:
     name: str
     kind: str  # "frequentist" or "bayes"
-    target: str  # "module:function" of the batch fit function
+    target: str | FitFn  # the batch fit function, or "module:function" naming it
     estimands: tuple[str, ...]  # in output order; each has one key per term it estimates
     description: str
 
     def load(self) -> FitFn:
+        if callable(self.target):
+            return self.target
         module, _, func = self.target.partition(":")
         return getattr(importlib.import_module(module), func)
+
+
+KINDS = ("frequentist", "bayes")
 
 
 # Packages whose ``METHOD_SPECS`` list the methods they implement.
@@ -73,9 +78,47 @@ def methods() -> dict[str, MethodSpec]:
 
 
 def register(spec: MethodSpec) -> MethodSpec:
-    """Add a method of one's own (its target must be importable by name)."""
+    """Add a method given as a :class:`MethodSpec` (see :func:`register_method`)."""
     methods()[spec.name] = spec
     return spec
+
+
+def register_method(
+    name: str,
+    fn: FitFn,
+    *,
+    estimands: Sequence[str],
+    kind: str = "frequentist",
+    description: str = "",
+) -> MethodSpec:
+    """Register ``fn`` as the method ``name``, for studies, ``fit`` and the CLI.
+
+    ``fn(batch, level, options)`` gets a :class:`Batch` (``batch.stats`` the
+    group statistics of every replication, ``batch.keys`` a key per replication)
+    and returns ``{(estimand, term): {column: array}}`` as the module docstring
+    describes. ``estimands`` lists the estimands it reports ("beta",
+    "contextual", "test"). ``kind="bayes"`` runs it in the Bayesian blocks of a
+    study (``[bayes] replications``, ``batch_size``, and the ``[bayes]`` table as
+    ``options``). Registering a name again with another function is an error
+    (unregister it first); with the same function it changes nothing, so a
+    plugin may be imported twice.
+    """
+    if not isinstance(name, str) or not name or any(c.isspace() or c in ",/" for c in name):
+        raise ConfigError(f"a method name must be one word without ',' or '/', got {name!r}")
+    if not callable(fn):
+        raise ConfigError(f"method '{name}': fn must be callable, got {fn!r}")
+    if (
+        isinstance(estimands, str)
+        or not estimands
+        or not all(isinstance(e, str) and e for e in estimands)
+    ):
+        raise ConfigError(f"method '{name}': estimands must be a list of names, got {estimands!r}")
+    if kind not in KINDS:
+        raise ConfigError(f"method '{name}': kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    old = methods().get(name)
+    if old is not None and old.target is not fn:
+        raise ConfigError(f"a method '{name}' is already registered; unregister it first")
+    return register(MethodSpec(name, kind, fn, tuple(estimands), description))
 
 
 def unregister(name: str) -> None:

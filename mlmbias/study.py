@@ -33,7 +33,7 @@ from mlmbias.registry import get_method, method_names
 from mlmbias.seeding import UINT32_LIMIT, condition_id
 
 _TABLES = ("dgp", "grid", "bayes")
-_SCALARS = ("name", "seed", "replications", "level", "methods", "block")
+_SCALARS = ("name", "seed", "replications", "level", "methods", "block", "plugins")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Study:
     bayes: Mapping[str, Any] = field(default_factory=dict)
     name: str = "study"
     block: int = 1000  # replications per stored batch of the frequentist methods
+    plugins: tuple[str, ...] = ()  # modules or .py files imported before methods are resolved
 
     def __post_init__(self) -> None:
         seed = self.seed
@@ -70,6 +71,12 @@ class Study:
             or not 0 < level < 1
         ):
             raise ConfigError(f"'level' must lie in the open interval (0, 1), got {level!r}")
+        if isinstance(self.plugins, str) or not isinstance(self.plugins, Iterable):
+            raise ConfigError(f"'plugins' must list modules or .py files, got {self.plugins!r}")
+        object.__setattr__(self, "plugins", tuple(self.plugins))
+        from mlmbias.plugins import import_plugins
+
+        import_plugins(self.plugins)  # they register methods the study may name
         if isinstance(self.methods, str) or not isinstance(self.methods, Iterable):
             raise ConfigError(f"'methods' must be a list of method names, got {self.methods!r}")
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -149,6 +156,7 @@ class Study:
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["methods"] = list(self.methods)
+        out["plugins"] = list(self.plugins)
         out["grid"] = {k: list(v) for k, v in self.grid.items()}
         return out
 
@@ -231,6 +239,10 @@ def load_study(path: str | Path) -> Study:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"malformed TOML in {path}: {exc}") from None
+    if isinstance(data.get("plugins"), list):
+        from mlmbias.plugins import resolve
+
+        data["plugins"] = list(resolve(data["plugins"], path.parent))
     study = study_from_dict(data)
     if "name" not in data:
         study = dataclasses.replace(study, name=path.stem)
