@@ -428,7 +428,8 @@ def _run_locked(
     for unit in units:
         # one term per estimand: the simulations have one covariate and no z
         expected = (unit.stop - unit.start) * len(get_method(unit.method).estimands)
-        if store.read_part(store.part_path(root, unit), ident, expected, unit.name) is None:
+        status, _ = store.check_part(store.part_path(root, unit), ident, expected, unit.name, False)
+        if status != "ok":
             todo.append(unit)
         else:
             summary.skipped += 1
@@ -631,7 +632,7 @@ def scan(
         planned_paths.add(path)
         # one term per estimand: the simulations have one covariate and no z
         expected = (unit.stop - unit.start) * len(get_method(unit.method).estimands)
-        status, frame = store.check_part(path, ident, expected, unit.name)
+        status, frame = store.check_part(path, ident, expected, unit.name, rows=keep_rows)
         if status == "ok":
             present += 1
             if keep_rows:

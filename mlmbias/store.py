@@ -130,11 +130,15 @@ def part_identity(path: Path) -> dict[str, Any] | None:
 
 
 def check_part(
-    path: Path, study_hash: str, expected_rows: int | None = None, unit: str | None = None
+    path: Path,
+    study_hash: str,
+    expected_rows: int | None = None,
+    unit: str | None = None,
+    rows: bool = True,
 ) -> tuple[str, pd.DataFrame | None]:
-    """``(status, rows)``: status is "ok" (rows given), "missing", "unreadable" (cannot
-    be read in full, or the wrong number of rows) or "foreign" (no identity, another
-    study's, or another unit's)."""
+    """``(status, rows)``: status is "ok" (rows given when ``rows``), "missing",
+    "unreadable" (cannot be read in full, or the wrong number of rows) or "foreign"
+    (no identity, another study's, or another unit's)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -153,6 +157,8 @@ def check_part(
         return "foreign", None
     if expected_rows is not None and table.num_rows != expected_rows:
         return "unreadable", None
+    if not rows:
+        return "ok", None
     try:
         return "ok", table.to_pandas()
     except (pa.ArrowException, ValueError):
@@ -220,11 +226,7 @@ def remove_temporaries(root: Path) -> None:
     A temporary whose writer is still alive is left alone; one without a pid in
     its name (an older mlmbias) is removed.
     """
-    root = Path(root)
-    candidates = [*root.glob(".*.tmp")]
-    for sub in (PARTS, ERRORS):
-        candidates += (root / sub).rglob(".*.tmp")
-    for path in candidates:
+    for path in temporaries(root):
         pid = _writer_pid(path)
         if pid is None or not _pid_alive(pid):
             path.unlink(missing_ok=True)
