@@ -128,7 +128,7 @@ def loop_runner(model: str, dgp: DGP, reps: int, settings: dict, chain_method: s
     )
 
     def one(i: int) -> tuple[bool, float]:
-        args = (panel.region[i], panel.ad_spend[i], panel.profit[i], panel.mask[i])
+        args = (panel.region[i], panel.x[i, :, 0], panel.y[i], panel.mask[i])
         mcmc.run(jax.random.PRNGKey(i), *args, extra_fields=("diverging",))
         samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
         ok = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum()) == 0

@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from mlmbias.dgp import DGP
+    from mlmbias.scenarios import get_scenario
     from mlmbias.simulate import simulate_condition, to_frame
     from mlmbias.study import parse_assignment
 
@@ -38,10 +38,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             raise ConfigError(f"--set {name}=... repeats {option}; give it once, as {option}")
         if value is not None:
             changes[name] = value
-    dgp = DGP().replace(**changes)
+    if args.plugin:
+        from mlmbias.plugins import import_plugins, resolve
+
+        import_plugins(resolve(args.plugin, Path.cwd()))
+    dgp = get_scenario(args.scenario)().replace(**changes)
     frame = to_frame(simulate_condition(dgp, args.seed, [args.rep]), 0)
     _write_csv(frame, args.out)
-    print(f"wrote {len(frame)} rows, {dgp.n_regions} regions to {args.out}")
+    print(f"wrote {len(frame)} rows, {dgp.n_regions} regions of scenario {dgp.name} to {args.out}")
     return 0
 
 
@@ -243,8 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regions", type=int, required=True, help="number of regions R")
     p.add_argument("--seed", type=int, required=True, help="study seed")
     p.add_argument("--rep", type=int, default=0, help="replication index (default 0)")
-    p.add_argument("--confounding", type=float, help="slope of regional ad spend on competition")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="set a DGP field")
+    p.add_argument(
+        "--confounding", type=float, help="the seed's slope of regional ad spend on competition"
+    )
+    p.add_argument("--scenario", default="seed", help="scenario to simulate (default: seed)")
+    p.add_argument(
+        "--plugin",
+        action="append",
+        metavar="MODULE",
+        help="import a module or .py file that registers scenarios first",
+    )
+    p.add_argument(
+        "--set", action="append", metavar="FIELD=VALUE", help="set a field of the scenario"
+    )
     p.add_argument("--out", required=True, help="CSV file to write")
     p.set_defaults(func=_cmd_simulate)
 
@@ -280,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set",
         action="append",
         metavar="FIELD=VALUE",
-        help="override a study field, a DGP field, or table.field",
+        help="override a study field, a scenario field, or table.field",
     )
     p.add_argument(
         "--shard",

@@ -120,19 +120,15 @@ def _stats_one(region, v, mask, n_regions: int, z=None) -> GroupStats:
 
 
 @jax.jit
-def _stats_batch(region, x, y, mask, competition) -> GroupStats:
-    n_regions = competition.shape[-1]
-    v = jnp.stack([x, y], axis=-1)
-    return jax.vmap(lambda r, a, m: _stats_one(r, a, m, n_regions))(region, v, mask)
+def _stats_batch(region, x, y, mask, z) -> GroupStats:
+    n_regions = z.shape[-2]
+    v = jnp.concatenate([x, y[..., None]], axis=-1)
+    return jax.vmap(lambda r, a, m, g: _stats_one(r, a, m, n_regions, g))(region, v, mask, z)
 
 
 def group_stats(panel: Panel) -> GroupStats:
-    """Per-region statistics of each replication in ``panel`` (segment sums).
-
-    The simulated panels have one covariate (p = 1, x = ad spend, y = profit)
-    and no group-level covariates (q = 0).
-    """
-    return _stats_batch(panel.region, panel.ad_spend, panel.profit, panel.mask, panel.competition)
+    """Per-region statistics of each replication in ``panel`` (segment sums)."""
+    return _stats_batch(panel.region, panel.x, panel.y, panel.mask, panel.z)
 
 
 def group_stats_from_arrays(group_codes, x, y, n_groups: int, z=None) -> GroupStats:

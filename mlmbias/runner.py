@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 
 from mlmbias import store
-from mlmbias.dgp import DGP
 from mlmbias.errors import ConfigError
 from mlmbias.groupstats import GroupStats, group_stats
 from mlmbias.progress import progress
 from mlmbias.registry import Batch, MethodSpec, get_method, output_items, term_names
+from mlmbias.scenarios import Scenario
 from mlmbias.seeding import condition_id, data_keys, method_keys, replication_keys
 from mlmbias.simulate import simulate
 from mlmbias.store import Unit
@@ -205,20 +205,21 @@ def _shard_over_devices(tree: Any) -> Any:
 
 # --------------------------------------------------------------------------- one unit
 
-# The simulated panels have one covariate, ad spend (term "x0"), and no z.
-SEED_TERMS = term_names(["ad_spend"])
 
-
-def _simulate_block(study: Study, dgp: DGP, start: int, stop: int):
+def _simulate_block(study: Study, dgp: Scenario, start: int, stop: int):
     reps = np.arange(start, stop)
     rep_keys = replication_keys(study.seed, dgp, reps)
     return rep_keys, group_stats(simulate(dgp, data_keys(rep_keys)))
 
 
 def fit_unit(
-    study: Study, unit: Unit, dgp: DGP, rep_keys: jax.Array, stats: GroupStats
+    study: Study, unit: Unit, dgp: Scenario, rep_keys: jax.Array, stats: GroupStats
 ) -> pd.DataFrame:
-    """Fit one unit's method and return its tidy rows."""
+    """Fit one unit's method and return its tidy rows.
+
+    Each row names its ``term`` (the covariate, from the scenario's names) and
+    carries the scenario's ``truth`` for its (estimand, term), NaN where it has none.
+    """
     spec = get_method(unit.method)
     n = unit.stop - unit.start
     keys = method_keys(rep_keys, spec.name)
@@ -231,9 +232,12 @@ def fit_unit(
     )
     seconds = time.perf_counter() - t0
     words = np.asarray(rep_keys, dtype=np.uint64)
+    terms = term_names(dgp.x_names, dgp.z_names)
+    truths = dgp.truths()
     base = {
         "condition_index": unit.condition_index,
         "condition_id": unit.condition_id,
+        "scenario": dgp.name,
         **dgp.as_dict(),
         "seed": study.seed,
         "rep": np.arange(unit.start, unit.stop),
@@ -244,7 +248,9 @@ def fit_unit(
     frames = []
     for (estimand, term), columns in output_items(spec.name, out):
         cols = {k: np.asarray(v)[:n] for k, v in columns.items()}
-        frame = pd.DataFrame({**base, "estimand": estimand, "term": SEED_TERMS[term], **cols})
+        name = terms.get(term, term)
+        truth = float(truths.get((estimand, name), np.nan))
+        frame = pd.DataFrame({**base, "estimand": estimand, "term": name, "truth": truth, **cols})
         frame["width"] = frame["upper"] - frame["lower"]
         frame["failed"] = ~np.isfinite(frame["estimate"].to_numpy(float))
         frame["batch_seconds"] = seconds
@@ -426,9 +432,14 @@ def _run_locked(
     t_start = time.perf_counter()
     todo = []
     for unit in units:
-        # one term per estimand: the simulations have one covariate and no z
-        expected = (unit.stop - unit.start) * len(get_method(unit.method).estimands)
-        status, _ = store.check_part(store.part_path(root, unit), ident, expected, unit.name, False)
+        status, _ = store.check_part(
+            store.part_path(root, unit),
+            ident,
+            unit.stop - unit.start,
+            unit.name,
+            False,
+            len(get_method(unit.method).estimands),
+        )
         if status != "ok":
             todo.append(unit)
         else:
@@ -436,7 +447,7 @@ def _run_locked(
     bar = progress(len(todo), quiet)
     cache: tuple[tuple[int, int, int], Any] | None = None
 
-    def record_failure(unit: Unit, dgp: DGP, exc: Exception) -> None:
+    def record_failure(unit: Unit, dgp: Scenario, exc: Exception) -> None:
         record = {
             "condition_index": unit.condition_index,
             "condition": dgp.as_dict(),
@@ -630,9 +641,14 @@ def scan(
     for unit in units:
         path = store.part_path(root, unit)
         planned_paths.add(path)
-        # one term per estimand: the simulations have one covariate and no z
-        expected = (unit.stop - unit.start) * len(get_method(unit.method).estimands)
-        status, frame = store.check_part(path, ident, expected, unit.name, rows=keep_rows)
+        status, frame = store.check_part(
+            path,
+            ident,
+            unit.stop - unit.start,
+            unit.name,
+            rows=keep_rows,
+            min_items=len(get_method(unit.method).estimands),
+        )
         if status == "ok":
             present += 1
             if keep_rows:

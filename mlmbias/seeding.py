@@ -2,7 +2,7 @@
 
 key(seed, condition, rep) = fold_in(fold_in(PRNGKey(seed), condition_id), rep)
 
-``condition_id`` is a stable hash of the condition's DGP parameters, so a
+``condition_id`` is a stable hash of the condition's scenario and parameters, so a
 replication's data do not depend on the batch it is simulated in, on sharding,
 on resuming, or on which other conditions are in the grid.
 """
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlmbias.dgp import DGP
+from mlmbias.scenarios.base import Scenario
 
 # Streams derived from a replication key: one for the data, one per method.
 DATA_STREAM = 0
@@ -29,9 +29,10 @@ def stable_hash32(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
-def condition_id(dgp: DGP) -> int:
-    """Stable identifier of a condition: a hash of all its DGP parameters."""
-    payload = json.dumps({k: repr(v) for k, v in sorted(dgp.as_dict().items())})
+def condition_id(scenario: Scenario) -> int:
+    """Stable identifier of a condition: a hash of its scenario's name and every field
+    (the seed scenario's fields alone, as before scenarios had names)."""
+    payload = json.dumps({k: repr(v) for k, v in sorted(scenario.identity().items())})
     return stable_hash32(payload)
 
 
@@ -55,7 +56,7 @@ def check_seed(seed: object) -> int:
     return int(seed)
 
 
-def replication_keys(seed: int, dgp: DGP, reps: Sequence[int] | np.ndarray) -> jax.Array:
+def replication_keys(seed: int, dgp: Scenario, reps: Sequence[int] | np.ndarray) -> jax.Array:
     """Raw uint32 keys, shape (len(reps), 2), one per replication index.
 
     ``seed`` and every index must lie in [0, 2**32) (a ValueError otherwise).

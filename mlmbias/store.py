@@ -40,7 +40,8 @@ LOCK = ".lock"
 # Version of the stored layout. 2: parts carry the study identity in their schema
 # metadata and the manifest has ``study_hash`` and ``results_format``. 3: rows
 # have a ``term`` column (the covariate an estimand belongs to, "" for a test).
-RESULTS_FORMAT = 3
+# 4: rows have ``scenario`` and ``truth`` (the scenario's true value, NaN if none).
+RESULTS_FORMAT = 4
 _IDENTITY_KEY = b"mlmbias"
 
 
@@ -132,13 +133,15 @@ def part_identity(path: Path) -> dict[str, Any] | None:
 def check_part(
     path: Path,
     study_hash: str,
-    expected_rows: int | None = None,
+    reps: int | None = None,
     unit: str | None = None,
     rows: bool = True,
+    min_items: int = 1,
 ) -> tuple[str, pd.DataFrame | None]:
     """``(status, rows)``: status is "ok" (rows given when ``rows``), "missing",
-    "unreadable" (cannot be read in full, or the wrong number of rows) or "foreign"
-    (no identity, another study's, or another unit's)."""
+    "unreadable" (cannot be read in full, or a row count that is not ``reps`` rows
+    for each of at least ``min_items`` (estimand, term) pairs) or "foreign" (no
+    identity, another study's, or another unit's)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -155,7 +158,7 @@ def check_part(
         or (unit is not None and identity.get("unit") != unit)
     ):
         return "foreign", None
-    if expected_rows is not None and table.num_rows != expected_rows:
+    if reps is not None and (table.num_rows % max(reps, 1) or table.num_rows < reps * min_items):
         return "unreadable", None
     if not rows:
         return "ok", None
@@ -166,11 +169,11 @@ def check_part(
 
 
 def read_part(
-    path: Path, study_hash: str, expected_rows: int | None = None, unit: str | None = None
+    path: Path, study_hash: str, reps: int | None = None, unit: str | None = None
 ) -> pd.DataFrame | None:
     """The part's rows, or None when it is missing, unreadable, incomplete or not
     this study's (see :func:`check_part`)."""
-    return check_part(path, study_hash, expected_rows, unit)[1]
+    return check_part(path, study_hash, reps, unit)[1]
 
 
 def write_error(root: Path, unit: Unit, record: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Study configuration: seed, replications, level, methods, DGP overrides, grid.
+"""Study configuration: seed, replications, level, methods, scenario, its fields, grid.
 
 Loaded from TOML::
 
@@ -7,9 +7,10 @@ Loaded from TOML::
     level = 0.94
     methods = ["fe", "re-reml"]
     block = 1000     # replications per stored batch of the frequentist methods
-    [dgp]            # overrides of DGP fields for every condition
+    [dgp]            # the scenario ("seed" by default) and its fields for every condition
+    scenario = "seed"
     noise_sd = 10
-    [grid]           # DGP field -> list of values; conditions are their product
+    [grid]           # scenario field -> list of values; conditions are their product
     n_regions = [10, 50]
     confounding = [2.0, 0.0]
     [bayes]          # settings of the Bayesian methods (chains, warmup, draws, ...)
@@ -27,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlmbias.dgp import DGP
 from mlmbias.errors import ConfigError
 from mlmbias.registry import get_method, method_names
+from mlmbias.scenarios import DEFAULT, Scenario, get_scenario
 from mlmbias.seeding import UINT32_LIMIT, condition_id
 
 _TABLES = ("dgp", "grid", "bayes")
@@ -76,7 +77,7 @@ class Study:
         object.__setattr__(self, "plugins", tuple(self.plugins))
         from mlmbias.plugins import import_plugins
 
-        import_plugins(self.plugins)  # they register methods the study may name
+        import_plugins(self.plugins)  # they register methods and scenarios the study may name
         if isinstance(self.methods, str) or not isinstance(self.methods, Iterable):
             raise ConfigError(f"'methods' must be a list of method names, got {self.methods!r}")
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -90,12 +91,27 @@ class Study:
             get_method(m)
             if m in self.methods[:i]:
                 raise ConfigError(f"'methods' lists the method '{m}' twice")
+        if not isinstance(self.dgp, Mapping):
+            raise ConfigError("'dgp' must be a table ([dgp])")
         object.__setattr__(self, "dgp", dict(self.dgp))
+        cls = self.scenario_class()
+        for key in self.dgp:
+            if key != "scenario" and key not in cls.field_names():
+                raise ConfigError(
+                    f"unknown field '{key}' of scenario '{cls.name}' in [dgp]; allowed: "
+                    f"scenario, {', '.join(cls.field_names())}"
+                )
         grid = {}
         for key, values in dict(self.grid).items():
-            if key not in DGP.field_names():
+            if key == "scenario":
                 raise ConfigError(
-                    f"unknown grid field '{key}'; allowed: {', '.join(DGP.field_names())}"
+                    "'scenario' cannot vary in [grid]: set it in [dgp] and run one study "
+                    "per scenario"
+                )
+            if key not in cls.field_names():
+                raise ConfigError(
+                    f"unknown grid field '{key}' of scenario '{cls.name}'; allowed: "
+                    f"{', '.join(cls.field_names())}"
                 )
             if key in self.dgp:
                 raise ConfigError(f"field '{key}' is set in both [dgp] and [grid]")
@@ -121,10 +137,18 @@ class Study:
             raise ConfigError(f"'bayes.replications' must be an integer >= 1, got {reps!r}")
         settings_from_options(settings)
 
+    @property
+    def scenario(self) -> str:
+        """The name of the study's scenario (``[dgp] scenario``, "seed" by default)."""
+        return self.dgp.get("scenario", DEFAULT)
+
+    def scenario_class(self) -> type[Scenario]:
+        return get_scenario(self.scenario)
+
     def _check_conditions(self) -> None:
-        """Every DGP of the grid is valid, and no two conditions are the same DGP
+        """Every condition of the grid is valid, and no two conditions are the same
         (by value) or share a condition id (their replications would share keys)."""
-        by_dgp: dict[DGP, int] = {}
+        by_dgp: dict[Scenario, int] = {}
         by_id: dict[int, int] = {}
         conditions = self.conditions()
         for j, dgp in enumerate(conditions):
@@ -132,7 +156,9 @@ class Study:
             i = by_dgp.get(dgp, by_id.get(cid))
             if i is not None:
                 what = (
-                    "the same DGP" if conditions[i] == dgp else "distinct but share a condition id"
+                    "the same condition"
+                    if conditions[i] == dgp
+                    else "distinct but share a condition id"
                 )
                 raise ConfigError(
                     f"conditions {i + 1} ({self._grid_point(conditions[i])}) and {j + 1} "
@@ -141,12 +167,13 @@ class Study:
                 )
             by_dgp[dgp] = by_id[cid] = j
 
-    def _grid_point(self, dgp: DGP) -> str:
+    def _grid_point(self, dgp: Scenario) -> str:
         return ", ".join(f"{k} = {getattr(dgp, k)!r}" for k in self.grid) or "no grid"
 
-    def conditions(self) -> list[DGP]:
+    def conditions(self) -> list[Scenario]:
         """Every condition of the grid (the product of its lists, in file order)."""
-        base = DGP().replace(**self.dgp)
+        fields = {k: v for k, v in self.dgp.items() if k != "scenario"}
+        base = self.scenario_class()().replace(**fields)
         keys = list(self.grid)
         return [
             base.replace(**dict(zip(keys, combo, strict=True)))
@@ -163,7 +190,8 @@ class Study:
     def with_overrides(self, assignments: Iterable[str]) -> Study:
         """Apply ``field=value`` strings: a study field, or ``dgp.F``/``grid.F``/``bayes.F``.
 
-        A bare DGP field name sets it in ``[dgp]`` (and removes it from the grid).
+        A bare field name of the scenario (or ``scenario``) sets it in ``[dgp]``
+        (and removes it from the grid).
         Values are parsed as TOML (``5``, ``0.9``, ``[10, 20]``, ``"x"``), else as text.
         """
         data = self.as_dict()
@@ -176,7 +204,10 @@ class Study:
                 data[table][sub] = value
             elif key in _SCALARS:
                 data[key] = value
-            elif key in DGP.field_names():
+            elif (
+                key == "scenario"
+                or key in get_scenario(data["dgp"].get("scenario", DEFAULT)).field_names()
+            ):
                 data["grid"].pop(key, None)
                 data["dgp"][key] = value
             else:
@@ -190,7 +221,7 @@ def _check_distinct(key: str, values: tuple[Any, ...]) -> None:
     seen: dict[float, int] = {}
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, int | float):
-            continue  # not a number: the DGP's validation names it
+            continue  # not a number: the scenario's validation names it
         first = seen.setdefault(v, i)
         if first != i:
             w = values[first]

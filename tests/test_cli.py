@@ -126,7 +126,8 @@ def test_console_script_exit_code_and_help(tmp_path):
     )
     assert bad.returncode == 2
     assert (
-        bad.stderr.strip() == "mlmbias simulate: error: DGP field 'n_regions' must be >= 2, got 1"
+        bad.stderr.strip()
+        == "mlmbias simulate: error: scenario 'seed': field 'n_regions' must be >= 2, got 1"
     )
     helped = subprocess.run(
         [sys.executable, "-m", "mlmbias", "--help"], capture_output=True, text=True
@@ -451,7 +452,7 @@ def test_report_os_error_while_writing_is_one_line(study_dir, tmp_path, capsys, 
     )
     from mlmbias.report import figures as fig
 
-    def full(folder):
+    def full(folder, *args):
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / "10_dag.png"))
 
     monkeypatch.setattr(fig, "dag_plot", full)

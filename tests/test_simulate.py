@@ -62,9 +62,9 @@ def test_profit_regression_recovers_coefficients(sims):
     coefs = []
     for i in range(REPS):
         m = np.asarray(panel.mask[i])
-        comp = np.asarray(panel.competition[i])[np.asarray(panel.region[i])[m]]
-        X = np.column_stack([np.ones(m.sum()), np.asarray(panel.ad_spend[i])[m], comp])
-        coefs.append(np.linalg.lstsq(X, np.asarray(panel.profit[i])[m], rcond=None)[0])
+        comp = np.asarray(panel.latent["competition"][i])[np.asarray(panel.region[i])[m]]
+        X = np.column_stack([np.ones(m.sum()), np.asarray(panel.x[i, :, 0])[m], comp])
+        coefs.append(np.linalg.lstsq(X, np.asarray(panel.y[i])[m], rcond=None)[0])
     coefs = np.array(coefs)
     assert_mc_mean(coefs[:, 0], dgp.intercept, "intercept")
     assert_mc_mean(coefs[:, 1], dgp.beta, "beta")
@@ -73,8 +73,8 @@ def test_profit_regression_recovers_coefficients(sims):
 
 def test_regional_average_depends_on_competition(sims):
     dgp, panel = sims
-    comp = np.asarray(panel.competition)
-    avg = np.asarray(panel.adspend_avg)
+    comp = np.asarray(panel.latent["competition"])
+    avg = np.asarray(panel.latent["adspend_avg"])
     slopes, resid_var, comp_var = [], [], []
     for c, a in zip(comp, avg, strict=True):
         slope, icpt = np.polyfit(c, a, 1)
@@ -91,7 +91,7 @@ def test_padding_is_masked_and_layout_contiguous(sims):
     assert panel.max_obs == dgp.obs_bound()
     m = np.asarray(panel.mask)
     assert (m.sum(axis=1) == np.asarray(panel.n_obs)).all()
-    assert (np.asarray(panel.ad_spend)[~m] == 0).all() and (np.asarray(panel.profit)[~m] == 0).all()
+    assert (np.asarray(panel.x[..., 0])[~m] == 0).all() and (np.asarray(panel.y)[~m] == 0).all()
     region = np.asarray(panel.region)
     assert (np.diff(region, axis=1) >= 0).all()
     df = to_frame(panel, 3)
@@ -104,10 +104,10 @@ def test_replication_same_alone_or_in_any_batch():
     big = simulate_condition(dgp, 5, np.arange(500))
     for i in (0, 3, 6, 499):
         alone = simulate_condition(dgp, 5, [i])
-        np.testing.assert_array_equal(alone.profit[0], big.profit[i])
-        np.testing.assert_array_equal(alone.ad_spend[0], big.ad_spend[i])
+        np.testing.assert_array_equal(alone.y[0], big.y[i])
+        np.testing.assert_array_equal(alone.x[0, :, 0], big.x[i, :, 0])
     seven = simulate_condition(dgp, 5, np.arange(7))
-    np.testing.assert_array_equal(seven.profit, big.profit[:7])
+    np.testing.assert_array_equal(seven.y, big.y[:7])
 
 
 def test_data_do_not_depend_on_padding_bound():
@@ -115,7 +115,7 @@ def test_data_do_not_depend_on_padding_bound():
     a = simulate_condition(dgp, 3, [0, 1])
     b = simulate_condition(dgp, 3, [0, 1], max_obs=dgp.obs_bound() + 37)
     n = a.max_obs
-    np.testing.assert_array_equal(a.profit, b.profit[:, :n])
+    np.testing.assert_array_equal(a.y, b.y[:, :n])
     assert not np.asarray(b.mask[:, n:]).any()
 
 
@@ -123,8 +123,8 @@ def test_condition_changes_the_data_and_seed_changes_the_data():
     a = simulate_condition(DGP(n_regions=5), 1, [0])
     b = simulate_condition(DGP(n_regions=5, noise_sd=9.0), 1, [0])
     c = simulate_condition(DGP(n_regions=5), 2, [0])
-    assert not np.array_equal(a.profit, b.profit)
-    assert not np.array_equal(a.profit, c.profit)
+    assert not np.array_equal(a.y, b.y)
+    assert not np.array_equal(a.y, c.y)
 
 
 def test_draw_above_bound_raises_never_truncates():

@@ -81,7 +81,7 @@ def test_manifest_and_every_part_carry_the_study_identity(tmp_path):
     run(study, tmp_path)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     ident = store.study_hash(runner._normalise(study.as_dict()))
-    assert manifest["results_format"] == store.RESULTS_FORMAT == 3
+    assert manifest["results_format"] == store.RESULTS_FORMAT == 4
     assert manifest["study_hash"] == ident
     assert ident != store.study_hash(runner._normalise(tiny_study(seed=4).as_dict()))
     assert manifest["blocks"] == {"frequentist": 6, "bayes": 4}
@@ -90,7 +90,7 @@ def test_manifest_and_every_part_carry_the_study_identity(tmp_path):
     for path in parts:
         assert store.part_identity(path) == {
             "study_hash": ident,
-            "results_format": 3,
+            "results_format": 4,
             "unit": store.part_name(tmp_path, path),
         }
     import pyarrow.parquet as pq

@@ -10,17 +10,19 @@ parameter; :func:`plot_ranks` draws the rank histograms.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 from scipy import stats as st
 
 from mlmbias.bayes.collapsed import MODELS
 from mlmbias.bayes.options import BayesSettings
 from mlmbias.bayes.posterior import sample
-from mlmbias.dgp import DGP
 from mlmbias.groupstats import group_stats
+from mlmbias.scenarios import Seed
 from mlmbias.simulate import simulate_condition
 
 
@@ -56,15 +58,15 @@ def run_sbc(
     settings: BayesSettings,
     thin: int = 99,
     seed: int = 0,
-    dgp: DGP | None = None,
+    dgp: Seed | None = None,
 ) -> SBCResult:
     """Ranks of the true parameters among ``thin`` posterior draws, for ``trials`` trials."""
-    dgp = dgp or DGP()
+    dgp = dgp or Seed()
     rng = np.random.default_rng(seed)
     truth = prior_draws(model, settings, trials, rng)
     panel = simulate_condition(dgp, seed, np.arange(trials))
     region = np.asarray(panel.region)
-    x = np.asarray(panel.ad_spend)
+    x = np.asarray(panel.x[..., 0])
     mask = np.asarray(panel.mask)
     r = dgp.n_regions
     w = mask.astype(float)
@@ -75,7 +77,7 @@ def run_sbc(
     mean_r = truth["mu"][:, None] + truth["contextual"][:, None] * xbar + a
     mean = np.take_along_axis(mean_r, region, axis=1) + truth["beta"][:, None] * x
     y = np.where(mask, mean + truth["sigma"][:, None] * rng.normal(size=x.shape), 0.0)
-    stats = group_stats(panel._replace(profit=y))
+    stats = group_stats(dataclasses.replace(panel, y=jnp.asarray(y)))
     keys = rng.integers(0, 2**32, (trials, 2), dtype=np.uint32)
     draws = sample(model, keys, stats, settings)
     total = settings.chains * settings.draws

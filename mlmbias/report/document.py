@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from mlmbias import store
-from mlmbias.dgp import DGP
 from mlmbias.errors import ConfigError
 from mlmbias.registry import methods as registered
 from mlmbias.report import figures as fig
+from mlmbias.report.layout import Layout, layout, title
 from mlmbias.report.measures import performance
+from mlmbias.scenarios import DEFAULT, Scenario, get_scenario
 from mlmbias.simulate import simulate_condition, to_frame
 
 
@@ -43,21 +44,34 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def measure_table(summary: pd.DataFrame, stat: str, estimand: str = "beta") -> str:
-    """Methods by number of regions, one block per confounding value: 'est (mcse)'."""
+def measure_table(
+    summary: pd.DataFrame, stat: str, estimand: str = "beta", lay: Layout | None = None
+) -> str:
+    """Methods by the grid's x factor (:mod:`mlmbias.report.layout`), one block per
+    combination of the other factors: 'est (mcse)'."""
+    lay = lay or Layout(None, (), (), ())
     s = summary[(summary.stat == stat) & (summary.estimand == estimand)].copy()
     if s.empty:
         return "_not available for these methods_"
     if "term" in s and s.groupby("method")["term"].nunique().max() > 1:
         # several covariates: one row per method and term
         s["method"] = s["method"] + " (" + s["term"].astype(str) + ")"
+    s["cell"] = [_cell(e, m) for e, m in zip(s.est, s.mcse, strict=True)]
     blocks = []
-    for conf in sorted(s.confounding.unique(), reverse=True):
-        sub = s[np.isclose(s.confounding, conf)].copy()
-        sub["cell"] = [_cell(e, m) for e, m in zip(sub.est, sub.mcse, strict=True)]
-        table = sub.pivot(index="method", columns="n_regions", values="cell").fillna("–")
-        table.columns = [f"R = {c}" for c in table.columns]
-        blocks.append(f"**confounding = {conf:g}**\n\n" + _markdown(table.reset_index()))
+    for combo in lay.combos():
+        sub = lay.select(s, combo)
+        if sub.empty:
+            continue
+        if lay.x is None:
+            table = sub.groupby("method", sort=False)["cell"].first().to_frame(stat)
+        else:
+            table = sub.pivot_table(
+                index="method", columns=lay.x, values="cell", aggfunc="first", sort=False
+            )
+            order = [v for v in sorted(sub[lay.x].unique()) if v in table.columns]
+            table = table.reindex(columns=order).fillna("–")
+        head = f"**{title(combo)}**\n\n" if combo else ""
+        blocks.append(head + _markdown(table.reset_index()))
     return "\n\n".join(blocks)
 
 
@@ -71,33 +85,56 @@ def counts_table(summary: pd.DataFrame) -> str:
     return _markdown(t.reset_index())
 
 
+def base_scenario(study: dict) -> Scenario:
+    """The study's scenario with its ``[dgp]`` fields (the grid's first condition
+    differs only in the grid's factors)."""
+    dgp = dict(study.get("dgp", {}))
+    cls = get_scenario(dgp.pop("scenario", DEFAULT))
+    return cls().replace(**dgp)
+
+
+_SEED_AIMS = """Measure how well each estimator recovers the within-region effect of ad
+spend on profit when a regional confounder (competition) drives both the
+region's average ad spend and its profit, and how well its intervals cover."""
+
+
 def _design(study: dict, conditions: Sequence[int], methods: Sequence[str], n_reps) -> str:
     specs = registered()
     grid = study.get("grid", {})
     grid_text = "; ".join(f"{k} in {v}" for k, v in grid.items()) or "a single condition"
-    dgp = DGP().replace(**study.get("dgp", {}))
+    scenario = base_scenario(study)
     method_lines = "\n".join(
         f"- `{m}` ({specs[m].kind}): {specs[m].description}" if m in specs else f"- `{m}`"
         for m in methods
     )
+    truths = "; ".join(
+        f"{estimand} of {term} = {value:g}" for (estimand, term), value in scenario.truths().items()
+    )
+    if scenario.name == "seed":
+        aims = _SEED_AIMS
+        extra = " Confounding 0 is the control in which the random-intercept assumption holds."
+        untrue = (
+            "the Mundlak models' contextual effect is reported by its truth-free measures "
+            "(mean, empirical and model SE, width)"
+        )
+    else:
+        aims = (
+            "Measure how well each estimator recovers the scenario's effects (bias, "
+            "coverage, interval width), and how its tests behave."
+        )
+        extra = ""
+        untrue = "estimates without a true value are reported by their truth-free measures"
     return f"""## Design (ADEMP)
 
-**Aims.** Measure how well each estimator recovers the within-region effect of ad
-spend on profit when a regional confounder (competition) drives both the
-region's average ad spend and its profit, and how well its intervals cover.
+**Aims.** {aims}
 
-**Data-generating mechanism.** The seed's process, per condition:
-C_r ~ N(0, {dgp.competition_sd:g}²); regional average ad spend ~ N(confounding · C_r,
-{dgp.adspend_region_sd:g}²); months T_r ~ Poisson({dgp.months_mean:g}) + {dgp.months_min};
-ad spend ~ N(regional average, {dgp.adspend_sd:g}²); profit ~ N({dgp.intercept:g}
-{dgp.competition_effect:+g} · C_r + {dgp.beta:g} · ad spend, {dgp.noise_sd:g}²).
-Conditions: {grid_text} ({len(conditions)} in all). Confounding 0 is the control
-in which the random-intercept assumption holds. Replications per condition:
+**Data-generating mechanism.** Scenario `{scenario.name}`, per condition (values of the
+first condition; the grid varies its factors): {scenario.equations()}
+Conditions: {grid_text} ({len(conditions)} in all).{extra} Replications per condition:
 {n_reps}. Seed {study.get("seed")}.
 
-**Estimand.** beta = {dgp.beta:g}, the within-region effect; the Mundlak models'
-contextual effect is reported by its truth-free measures (mean, empirical and
-model SE, width); the Hausman tests by their rejection rate.
+**Estimands.** {truths or "none with a known true value"}; {untrue}; the
+tests by their rejection rate.
 
 **Methods.**
 {method_lines}
@@ -110,12 +147,14 @@ brackets (Morris, White & Crowther 2019). Interval level {study.get("level")}.
 """
 
 
-def seed_dataset(study: dict) -> tuple[pd.DataFrame, DGP]:
-    """The replication the seed's data plot shows: R = 10 (or the grid's smallest)."""
-    base = DGP().replace(**study.get("dgp", {}))
+def seed_dataset(study: dict) -> tuple[pd.DataFrame, Scenario]:
+    """The replication the seed's data plot shows: R = 10 (or the grid's smallest),
+    the grid's strongest confounding."""
+    base = base_scenario(study)
     grid = study.get("grid", {})
     changes = {k: v[0] for k, v in grid.items()}
-    changes["n_regions"] = 10 if 10 in grid.get("n_regions", [10]) else min(grid["n_regions"])
+    if "n_regions" in grid:
+        changes["n_regions"] = 10 if 10 in grid["n_regions"] else min(grid["n_regions"])
     if "confounding" in grid:
         changes["confounding"] = max(grid["confounding"])
     dgp = base.replace(**changes)
@@ -234,17 +273,20 @@ def write_report(
     summary.to_csv(summary_path, index=False)
 
     made: dict[str, Path | None] = {}
-    df, dgp = seed_dataset(study)
-    made["data"] = fig.data_plot(df, figdir, dgp.beta)
-    made["intervals"] = fig.interval_plot(results, figdir, level)
-    made["comparison"] = fig.comparison_plot(results, figdir, level)
-    made["pair"] = fig.pair_plot(pair_draws, figdir, dgp.beta) if pair_draws else None
-    made["bias"] = fig.bias_plot(summary, figdir)
-    made["coverage"] = fig.coverage_plot(summary, figdir, level)
-    made["width"] = fig.width_plot(summary, figdir)
-    made["zip"] = fig.zip_plot(results, figdir, level)
-    made["rejection"] = fig.rejection_plot(summary, figdir, alpha)
-    made["dag"] = fig.dag_plot(figdir)
+    lay = layout(study)
+    seed = base_scenario(study).name == "seed"
+    if seed:  # the seed's own figures
+        df, dgp = seed_dataset(study)
+        made["data"] = fig.data_plot(df, figdir, dgp.beta)
+        made["intervals"] = fig.interval_plot(results, figdir, level)
+        made["comparison"] = fig.comparison_plot(results, figdir, level)
+        made["pair"] = fig.pair_plot(pair_draws, figdir, dgp.beta) if pair_draws else None
+        made["zip"] = fig.zip_plot(results, figdir, level)
+        made["rejection"] = fig.rejection_plot(summary, figdir, alpha)
+        made["dag"] = fig.dag_plot(figdir, dgp)
+    made["bias"] = fig.bias_plot(summary, figdir, lay)
+    made["coverage"] = fig.coverage_plot(summary, figdir, level, lay)
+    made["width"] = fig.width_plot(summary, figdir, lay)
 
     methods = list(dict.fromkeys(results.method))
     reps = results.groupby("kind").rep.nunique().to_dict() if "kind" in results else {}
@@ -256,6 +298,8 @@ def write_report(
     )
 
     def img(key: str, caption: str) -> str:
+        if key not in made:
+            return f"_{caption}: drawn for the seed scenario only._"
         path = made.get(key)
         if path is None:
             return f"_{caption}: not drawn (the study has none of the methods it needs)._"
@@ -284,19 +328,19 @@ The long table of every measure is `summary.csv`.
 {_design(study, sorted(results.condition_index.unique()), methods, n_reps)}
 ## Bias of beta
 
-{measure_table(summary, "bias")}
+{measure_table(summary, "bias", lay=lay)}
 
 {img("bias", "Bias with +-2 MCSE bars")}
 
 ## Coverage of the {level:.0%} intervals for beta
 
-{measure_table(summary, "cover")}
+{measure_table(summary, "cover", lay=lay)}
 
 {img("coverage", "Coverage with the nominal level and its Monte Carlo band")}
 
 ## Mean interval width for beta
 
-{measure_table(summary, "width")}
+{measure_table(summary, "width", lay=lay)}
 
 {img("width", "Mean interval width")}
 
@@ -304,21 +348,21 @@ The long table of every measure is `summary.csv`.
 
 Empirical SE:
 
-{measure_table(summary, "empse")}
+{measure_table(summary, "empse", lay=lay)}
 
 Relative error of the model SE (%):
 
-{measure_table(summary, "relerror")}
+{measure_table(summary, "relerror", lay=lay)}
 
 ## Tests: rejection rates at alpha = {alpha:g}
 
-Hausman tests (size under confounding 0, power under confounding):
+Tests (size where their null holds, power where it does not):
 
-{measure_table(summary, "rejection", estimand="test")}
+{measure_table(summary, "rejection", estimand="test", lay=lay)}
 
 The seed's red flag, |posterior corr(beta, sigma_a)| > {corr_threshold:g}:
 
-{measure_table(summary, "flag_rate")}
+{measure_table(summary, "flag_rate", lay=lay)}
 
 {img("rejection", "Rejection rate against confounding strength")}
 

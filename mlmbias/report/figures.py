@@ -18,6 +18,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
+from mlmbias.report.layout import Layout  # noqa: E402
+from mlmbias.report.layout import title as layout_title  # noqa: E402
+
 RANDOM_INTERCEPT = ("bayes-re", "re-reml", "re-fgls", "re-ml")
 MUNDLAK = ("bayes-mundlak", "mundlak-reml", "mundlak-fgls")
 TESTS = ("hausman", "hausman-sigmamore", "hausman-robust")
@@ -154,30 +157,48 @@ def _stat(summary: pd.DataFrame, stat: str, estimand: str = "beta") -> pd.DataFr
     return summary[(summary.stat == stat) & (summary.estimand == estimand)]
 
 
-def _by_regions(
+def _by_factor(
     summary: pd.DataFrame,
     stat: str,
     folder: Path,
     name: str,
     ylabel: str,
     title: str,
+    lay: Layout | None,
     reference=None,
 ) -> Path | None:
-    s = _stat(summary, stat)
-    if s.empty or s.n_regions.nunique() < 1:
+    """One panel per combination of the grid's other factors, the x factor on the
+    x axis (log scale for n_regions), a line per method (and term, with several)."""
+    lay = lay or Layout(None, (), (), ())
+    s = _stat(summary, stat).copy()
+    if s.empty:
         return None
-    confs = sorted(s.confounding.unique(), reverse=True)
+    if "term" in s and s.groupby("method")["term"].nunique().max() > 1:
+        s["method"] = s["method"] + " (" + s["term"].astype(str) + ")"
+    combos = [c for c in lay.combos() if not lay.select(s, c).empty]
     colors = _method_color(s.method.unique())
-    fig, axes = plt.subplots(1, len(confs), figsize=(6.5 * len(confs), 4.8), squeeze=False)
-    for ax, conf in zip(axes[0], confs, strict=True):
-        sub = s[np.isclose(s.confounding, conf)]
+    fig, axes = plt.subplots(1, len(combos), figsize=(6.5 * len(combos), 4.8), squeeze=False)
+    numeric = lay.x is not None and pd.api.types.is_numeric_dtype(s[lay.x])
+    for ax, combo in zip(axes[0], combos, strict=True):
+        sub = lay.select(s, combo)
         methods = sorted(sub.method.unique())
         jitter = np.linspace(-0.06, 0.06, len(methods)) if len(methods) > 1 else [0.0]
+        ticks = sorted(sub[lay.x].unique()) if lay.x else [0]
         for j, m in zip(jitter, methods, strict=True):
-            g = sub[sub.method == m].sort_values("n_regions")
-            x = np.log10(g.n_regions) + j
+            g = sub[sub.method == m]
+            if lay.x is None:
+                x = np.zeros(len(g))
+            else:
+                g = g.sort_values(lay.x)
+                if lay.log_x:
+                    x = np.log10(g[lay.x].to_numpy(float))
+                elif numeric:
+                    x = g[lay.x].to_numpy(float)
+                else:
+                    x = np.array([ticks.index(v) for v in g[lay.x]], float)
+            span = (max(ticks) - min(ticks)) if numeric and not lay.log_x and len(ticks) > 1 else 1
             ax.errorbar(
-                x,
+                x + j * span,
                 g.est,
                 yerr=2 * g.mcse.fillna(0),
                 marker="o",
@@ -188,29 +209,35 @@ def _by_regions(
             )
         if reference is not None:
             reference(ax, sub)
-        ticks = sorted(sub.n_regions.unique())
-        ax.set_xticks(np.log10(ticks), [str(t) for t in ticks])
-        ax.set(xlabel="number of regions", ylabel=ylabel, title=f"confounding = {conf:g}")
+        if lay.x is None:
+            ax.set_xticks([0], ["the condition"])
+        elif lay.log_x:
+            ax.set_xticks(np.log10(ticks), [str(t) for t in ticks])
+        elif not numeric:
+            ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
+        xlabel = "number of regions" if lay.log_x else (lay.x or "")
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=layout_title(combo))
     axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title)
     return _save(fig, folder, name)
 
 
-def bias_plot(summary: pd.DataFrame, folder: Path):
-    """5. Bias of beta with +-2 MCSE bars against the number of regions."""
-    return _by_regions(
+def bias_plot(summary: pd.DataFrame, folder: Path, lay: Layout | None = None):
+    """5. Bias of beta with +-2 MCSE bars against the grid's x factor."""
+    return _by_factor(
         summary,
         "bias",
         folder,
         "05_bias",
-        "bias of beta (estimate - 1.5)",
+        "bias of beta (estimate - truth)",
         "Bias of the within effect, +-2 Monte Carlo SE",
+        lay,
         reference=lambda ax, sub: ax.axhline(0, color="k", lw=1),
     )
 
 
-def coverage_plot(summary: pd.DataFrame, folder: Path, level: float):
-    """6. Coverage against the number of regions, nominal level and its Monte Carlo band."""
+def coverage_plot(summary: pd.DataFrame, folder: Path, level: float, lay: Layout | None = None):
+    """6. Coverage against the grid's x factor, nominal level and its Monte Carlo band."""
     n = _stat(summary, "n_used")
 
     def band(ax, sub):
@@ -226,26 +253,28 @@ def coverage_plot(summary: pd.DataFrame, folder: Path, level: float):
                 label=f"nominal {level:.0%} +-2 MCSE",
             )
 
-    return _by_regions(
+    return _by_factor(
         summary,
         "cover",
         folder,
         "06_coverage",
         "coverage of beta",
         f"Coverage of {level:.0%} intervals for beta",
+        lay,
         reference=band,
     )
 
 
-def width_plot(summary: pd.DataFrame, folder: Path):
-    """7. Mean interval width against the number of regions."""
-    return _by_regions(
+def width_plot(summary: pd.DataFrame, folder: Path, lay: Layout | None = None):
+    """7. Mean interval width against the grid's x factor."""
+    return _by_factor(
         summary,
         "width",
         folder,
         "07_width",
         "mean interval width",
         "Mean width of the intervals for beta, +-2 Monte Carlo SE",
+        lay,
     )
 
 
@@ -318,8 +347,8 @@ def rejection_plot(summary: pd.DataFrame, folder: Path, alpha: float):
     return _save(fig, folder, "09_rejection")
 
 
-def dag_plot(folder: Path) -> Path:
-    """10. The DAG of the data-generating process."""
+def dag_plot(folder: Path, dgp) -> Path:
+    """10. The DAG of the seed's data-generating process, labelled with ``dgp``'s values."""
     fig, ax = plt.subplots(figsize=(7.5, 4))
     ax.set(xlim=(0, 1), ylim=(0, 1))
     ax.axis("off")
@@ -342,10 +371,10 @@ def dag_plot(folder: Path) -> Path:
         for k, (t, x, y) in spots.items()
     }
     edges = [
-        ("C", "A", "confounding\nslope 2", (0.315, 0.86)),
+        ("C", "A", f"confounding\nslope {dgp.confounding:g}", (0.315, 0.86)),
         ("A", "X", "", None),
-        ("X", "Y", "beta = 1.5\n(the estimand)", (0.685, 0.1)),
-        ("C", "Y", "effect -3", (0.62, 0.53)),
+        ("X", "Y", f"beta = {dgp.beta:g}\n(the estimand)", (0.685, 0.1)),
+        ("C", "Y", f"effect {dgp.competition_effect:g}", (0.62, 0.53)),
     ]
     for a, b, label, where in edges:
         ax.annotate(

@@ -26,10 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mlmbias.dgp import DGP
-
 # A row of the summary is a condition, method, estimand and term (the covariate an
-# estimate belongs to, "ad_spend" in the simulations; "" for a test).
+# estimate belongs to, e.g. "ad_spend" in the seed scenario; "" for a test).
 KEYS = ("method", "estimand", "term")
 COUNT_STATS = ("n_total", "n_used", "n_failed", "n_not_converged")
 
@@ -106,17 +104,28 @@ def estimate_measures(
     return out
 
 
-def truth_for(estimand: str, dgp_row: pd.Series) -> float:
-    """The true value of an estimand under a condition (NaN where none is defined).
+def condition_columns(results: pd.DataFrame) -> list[str]:
+    """The columns that describe a condition: its index, its scenario and the
+    scenario's fields (of every scenario named in ``results``; the seed's when the
+    rows name none)."""
+    from mlmbias.scenarios import DEFAULT, get_scenario
 
-    ``beta`` is the DGP's within effect. The contextual effect of the Mundlak
-    model has no single true value here (it is the projection of the regional
-    confounder on the region mean, which depends on the months drawn), so only
-    its truth-free measures are computed.
-    """
-    if estimand == "beta":
-        return float(dgp_row["beta"])
-    return np.nan
+    names = results["scenario"].unique() if "scenario" in results else [DEFAULT]
+    fields: list[str] = []
+    for name in names:
+        try:
+            fields += get_scenario(str(name)).field_names()
+        except ValueError:  # a plugin's scenario that is not imported: the index suffices
+            continue
+    cols = ["condition_index", "scenario", *dict.fromkeys(fields)]
+    return [c for c in cols if c in results.columns]
+
+
+def _truth(rows: pd.DataFrame) -> float:
+    """The rows' true value (the scenario's, carried in ``truth``), NaN if none."""
+    if "truth" not in rows:
+        return np.nan
+    return float(rows["truth"].iloc[0])
 
 
 def performance(
@@ -125,12 +134,17 @@ def performance(
     corr_threshold: float = 0.5,
     converged_only: bool = False,
 ) -> pd.DataFrame:
-    """The long summary: condition parameters, method, estimand, term, stat, est, mcse."""
+    """The long summary: condition parameters, method, estimand, term, stat, est, mcse.
+
+    Truth-based measures (bias, MSE, coverage, ...) are computed for every
+    (estimand, term) whose rows carry a finite ``truth``; the others get the
+    truth-free ones (mean, EmpSE, ModSE, width); tests get their rejection rate.
+    """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     if "term" not in results.columns:  # rows of one covariate without their term
         results = results.assign(term="")
-    cond_cols = [c for c in ("condition_index", *DGP.field_names()) if c in results.columns]
+    cond_cols = condition_columns(results)
     rows = []
     for key, g in results.groupby([*cond_cols, *KEYS], sort=True, dropna=False):
         key = dict(zip([*cond_cols, *KEYS], key, strict=True))
@@ -160,7 +174,7 @@ def performance(
                     u["se"].to_numpy(float),
                     u["lower"].to_numpy(float),
                     u["upper"].to_numpy(float),
-                    truth_for(key["estimand"], g.iloc[0]),
+                    _truth(g),
                 )
             )
             if "corr_beta_sigma_a" in u and key["estimand"] == "beta":

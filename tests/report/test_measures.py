@@ -84,6 +84,7 @@ def _results(converged, estimates, pvals=None):
             "condition_index": 0,
             "n_regions": 10,
             "beta": TRUTH,
+            "truth": TRUTH if pvals is None else np.nan,
             "method": "m",
             "estimand": "beta" if pvals is None else "test",
             "estimate": est,

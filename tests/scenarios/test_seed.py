@@ -19,7 +19,7 @@ from mlmbias import DGP, ConfigError
         ({"months_min": 0}, "'months_min' must be >= 1"),
         ({"beta": float("nan")}, "'beta' must be finite"),
         ({"beta": "big"}, "'beta' must be a number"),
-        ({"bogus": 1}, "unknown DGP field 'bogus'"),
+        ({"bogus": 1}, "scenario 'seed': unknown field 'bogus'"),
     ],
 )
 def test_invalid_fields_name_the_field(changes, message):
