@@ -1,5 +1,36 @@
 """Collapsed log densities of the five Gaussian models, from the group statistics alone.
 
+With p within-varying covariates x and q level-2 covariates z the models are
+
+    pooled    y = mu + x'beta + z'delta + e                       (no a_r)
+    fe        y = alpha_r + x'beta + e                            (z absorbed by alpha_r)
+    re        y = mu + x'beta + z'delta + a_r + e
+    mundlak   y = mu + x'beta + xbar_r'gamma + z'delta + a_r + e
+    rewb      y = mu + (x - xbar_r)'beta_w + xbar_r'beta_b + z'delta + a_r + e
+
+(contextual effect gamma, or beta_b - beta_w per covariate). There are two
+forms of the same algebra:
+
+* the one-covariate form (p = 1, q = 0), described first below: theta has K = 3
+  slots and every matrix operation is written out by hand. The seed's reported
+  Bayesian estimates come from it and NUTS follows the last bits of the density,
+  so it is kept exactly as it was;
+* the general form (``GeneralRegionData``, ``GeneralSpec``, ``GeneralClassSums``,
+  ``GeneralCentring``, at the end of the module): theta = (theta_0, b (p), g (p),
+  d (q)), K = 1 + 2p + q, the region-mean design h_r = (h0, h1 xbar_r, h2 xbar_r,
+  h3 z_r) with hcoef = (h0, h1, h2, h3) from the table below and h3 = 1 (0 for
+  fe), a dense Cholesky factor of the K x K precision
+  (``jnp.linalg.cholesky``, ``solve_triangular``). The size classes still pool
+  exactly: given (sigma, sigma_a) the between part is Σ_r lambda(n_r) f_r f_r'
+  with f_r = (1, xbar_r - grand mean, z_r - its mean, ybar_r - grand mean), so a
+  class keeps Σ f_r f_r' over its regions. The centring is the same (the
+  intercept absorbs the grand means of x and z).
+
+:func:`region_data` and :func:`linear_spec` choose the form from the static
+shapes (p = 1, q = 0: the one-covariate form; ``general=True`` forces the other,
+which the tests compare with it to 1e-10); every other function dispatches on
+the type of its arguments.
+
 Every model here is one linear Gaussian random-intercept model,
 
     y_rt = o + h_r' theta + b (x_rt - xbar_r) + a_r + e_rt,
@@ -47,8 +78,9 @@ The fast forms used by the sampler (:func:`loglik_given_coefficients`,
 a gradient then costs O(number of distinct region sizes), not O(R). The tests
 check every form against the direct multivariate-normal density to 1e-8.
 
-The reported quantities are (mu, beta, contextual) = readout @ theta: for
-rewb the contextual effect is beta_b - beta_w, the quantity Mundlak's gamma is.
+The reported quantities are (mu, beta, contextual) = readout @ theta (general
+form: (mu, beta (p), contextual (p), delta (q))): for rewb the contextual
+effect is beta_b - beta_w, the quantity Mundlak's gamma is.
 
 Every function here is pure and works under ``jax.vmap``; nothing raises.
 """
