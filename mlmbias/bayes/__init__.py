@@ -45,7 +45,7 @@ METHOD_SPECS: list[MethodSpec] = [
         "bayes",
         "mlmbias.bayes.methods:fit_mundlak",
         _ESTIMANDS_CONTEXT,
-        "Bayesian random intercepts plus the region mean of ad spend (contextual effect)",
+        "Bayesian random intercepts plus the region means of the x (contextual effects)",
     ),
     MethodSpec(
         "bayes-rewb",

@@ -1,5 +1,36 @@
 """Collapsed log densities of the five Gaussian models, from the group statistics alone.
 
+With p within-varying covariates x and q level-2 covariates z the models are
+
+    pooled    y = mu + x'beta + z'delta + e                       (no a_r)
+    fe        y = alpha_r + x'beta + e                            (z absorbed by alpha_r)
+    re        y = mu + x'beta + z'delta + a_r + e
+    mundlak   y = mu + x'beta + xbar_r'gamma + z'delta + a_r + e
+    rewb      y = mu + (x - xbar_r)'beta_w + xbar_r'beta_b + z'delta + a_r + e
+
+(contextual effect gamma, or beta_b - beta_w per covariate). There are two
+forms of the same algebra:
+
+* the one-covariate form (p = 1, q = 0), described first below: theta has K = 3
+  slots and every matrix operation is written out by hand. The seed's reported
+  Bayesian estimates come from it and NUTS follows the last bits of the density,
+  so it is kept exactly as it was;
+* the general form (``GeneralRegionData``, ``GeneralSpec``, ``GeneralClassSums``,
+  ``GeneralCentring``, at the end of the module): theta = (theta_0, b (p), g (p),
+  d (q)), K = 1 + 2p + q, the region-mean design h_r = (h0, h1 xbar_r, h2 xbar_r,
+  h3 z_r) with hcoef = (h0, h1, h2, h3) from the table below and h3 = 1 (0 for
+  fe), a dense Cholesky factor of the K x K precision
+  (``jnp.linalg.cholesky``, ``solve_triangular``). The size classes still pool
+  exactly: given (sigma, sigma_a) the between part is Σ_r lambda(n_r) f_r f_r'
+  with f_r = (1, xbar_r - grand mean, z_r - its mean, ybar_r - grand mean), so a
+  class keeps Σ f_r f_r' over its regions. The centring is the same (the
+  intercept absorbs the grand means of x and z).
+
+:func:`region_data` and :func:`linear_spec` choose the form from the static
+shapes (p = 1, q = 0: the one-covariate form; ``general=True`` forces the other,
+which the tests compare with it to 1e-10); every other function dispatches on
+the type of its arguments.
+
 Every model here is one linear Gaussian random-intercept model,
 
     y_rt = o + h_r' theta + b (x_rt - xbar_r) + a_r + e_rt,
@@ -47,8 +78,9 @@ The fast forms used by the sampler (:func:`loglik_given_coefficients`,
 a gradient then costs O(number of distinct region sizes), not O(R). The tests
 check every form against the direct multivariate-normal density to 1e-8.
 
-The reported quantities are (mu, beta, contextual) = readout @ theta: for
-rewb the contextual effect is beta_b - beta_w, the quantity Mundlak's gamma is.
+The reported quantities are (mu, beta, contextual) = readout @ theta (general
+form: (mu, beta (p), contextual (p), delta (q))): for rewb the contextual
+effect is beta_b - beta_w, the quantity Mundlak's gamma is.
 
 Every function here is pure and works under ``jax.vmap``; nothing raises.
 """
@@ -87,14 +119,19 @@ class RegionData(NamedTuple):
     dy: jax.Array  # ybar_r - y0 - cy
 
 
-def region_data(stats: GroupStats) -> RegionData:
+def region_data(stats: GroupStats, general: bool = False) -> RegionData | GeneralRegionData:
     """Region means, their deviations from the grand means, and the pooled
-    within-region centred sums, from the (centred) group statistics."""
-    if stats.p != 1 or stats.q != 0:
-        raise ValueError(
-            f"the collapsed models take one covariate x and no group-level covariates, "
-            f"got p = {stats.p}, q = {stats.q}"
-        )
+    within-region centred sums, from the (centred) group statistics.
+
+    One covariate x and no z (p = 1, q = 0): a :class:`RegionData`, the form
+    written out for that case; otherwise, or with ``general``, a
+    :class:`GeneralRegionData`. Decided from the static shapes. p = 0 (no x) is
+    a ValueError.
+    """
+    if stats.p < 1:
+        raise ValueError("the collapsed models need at least one within covariate x, got p = 0")
+    if general or stats.p != 1 or stats.q != 0:
+        return general_region_data(stats)
     n = jnp.asarray(stats.n, float)
     has = n > 0
     mx, my = stats.mean[..., 0], stats.mean[..., 1]
@@ -185,8 +222,14 @@ MODELS: dict[str, ModelInfo] = {
 }
 
 
-def linear_spec(model: str, priors: Priors) -> LinearSpec:
-    """The :class:`LinearSpec` of ``model`` (a key of ``MODELS``) under ``priors``."""
+def linear_spec(
+    model: str, priors: Priors, p: int = 1, q: int = 0, general: bool = False
+) -> LinearSpec | GeneralSpec:
+    """The :class:`LinearSpec` of ``model`` (a key of ``MODELS``) under ``priors``;
+    a :class:`GeneralSpec` for p within and q level-2 covariates unless p = 1 and
+    q = 0 (or with ``general``)."""
+    if general or p != 1 or q != 0:
+        return general_spec(model, priors, p, q)
     p = priors
     eye = np.eye(K)
     readout = eye.copy()
@@ -223,7 +266,9 @@ def linear_spec(model: str, priors: Priors) -> LinearSpec:
 
 
 def design(spec: LinearSpec, rd: RegionData) -> jax.Array:
-    """h_r for every region, shape (..., R, 3)."""
+    """h_r for every region, shape (..., R, 3) (general form: (..., R, K))."""
+    if isinstance(spec, GeneralSpec):
+        return general_design(spec, rd)
     h = spec.hcoef
     return jnp.stack([h[0] * jnp.ones_like(rd.xbar), h[1] * rd.xbar, h[2] * rd.xbar], axis=-1)
 
@@ -309,6 +354,8 @@ def class_sums(rd: RegionData, ids: jax.Array, num_classes: int) -> ClassSums:
 
     With ``ids = arange(R)`` and ``num_classes = R`` nothing is pooled.
     """
+    if isinstance(rd, GeneralRegionData):
+        return _general_class_sums(rd, ids, num_classes)
 
     def seg(v):
         return jax.ops.segment_sum(v, ids, num_segments=num_classes)
@@ -354,6 +401,8 @@ class Centring(NamedTuple):
 
 
 def centring(spec: LinearSpec, cs: ClassSums) -> Centring:
+    if isinstance(cs, GeneralClassSums):
+        return _general_centring(spec, cs)
     e = spec.hcoef[0]
     h = spec.hcoef
     cx = cs.x0 + cs.cx
@@ -361,11 +410,15 @@ def centring(spec: LinearSpec, cs: ClassSums) -> Centring:
 
 
 def to_theta(c: Centring, theta_c: jax.Array) -> jax.Array:
+    if isinstance(c, GeneralCentring):
+        return _general_to_theta(c, theta_c)
     first = theta_c[0] + c.a1 * theta_c[1] + c.a2 * theta_c[2] + c.t0
     return theta_c.at[0].set(first)
 
 
 def to_centred(c: Centring, theta: jax.Array) -> jax.Array:
+    if isinstance(c, GeneralCentring):
+        return _general_to_centred(c, theta)
     first = theta[0] - c.a1 * theta[1] - c.a2 * theta[2] - c.t0
     return theta.at[0].set(first)
 
@@ -418,6 +471,8 @@ def loglik_given_coefficients(
 
 
 def _loglik_centred(spec, cs, theta_c, sigma, sigma_a):
+    if isinstance(cs, GeneralClassSums):
+        return _general_loglik_centred(spec, cs, theta_c, sigma, sigma_a)
     qd = _quadratic(spec, cs, sigma, sigma_a)
     t = [theta_c[i] for i in range(K)]
     quad = sum(
@@ -449,6 +504,8 @@ def coefficient_posterior(
         -2 log p(y | sigma, sigma_a) = c0 + (loc - t)' V0^-1 (loc - t) - eta' Lambda^-1 eta
                                        + log|Lambda| + log|V0| + log-det terms.
     """
+    if isinstance(cs, GeneralClassSums):
+        return _general_posterior(spec, cs, sigma, sigma_a)
     qd = _quadratic(spec, cs, sigma, sigma_a)
     c = centring(spec, cs)
     prec = 1.0 / spec.scale**2
@@ -494,13 +551,20 @@ def _transform(c: Centring) -> jax.Array:
 
 def coefficient_covariance(post: CoefficientPosterior) -> jax.Array:
     """Posterior covariance of theta, T Lambda^-1 T'."""
-    t = _transform(post.centring)
-    cov_c = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(K))
+    if isinstance(post.centring, GeneralCentring):
+        t = _general_transform(post.centring)
+    else:
+        t = _transform(post.centring)
+    cov_c = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(post.chol.shape[-1]))
     return t @ cov_c @ t.T
 
 
 def draw_centred(key: jax.Array, post: CoefficientPosterior) -> jax.Array:
     """One exact draw of theta_c, the centred coordinates of :class:`Centring`."""
+    if isinstance(post.centring, GeneralCentring):
+        eps = jax.random.normal(key, post.mean.shape)
+        mean_c = _general_to_centred(post.centring, post.mean)
+        return mean_c + jax.scipy.linalg.solve_triangular(post.chol, eps, lower=True, trans=1)
     eps = jax.random.normal(key, (K,))
     low = [[post.chol[i, j] for j in range(K)] for i in range(K)]
     mean_c = to_centred(post.centring, post.mean)
@@ -549,9 +613,10 @@ def logdensity_full(z: jax.Array, cs: ClassSums, spec: LinearSpec) -> jax.Array:
     :class:`Centring` (a unit-determinant linear map of theta, so the density
     needs no Jacobian); :func:`to_theta` maps draws back.
     """
-    theta_c = z[:K]
+    k = spec.loc.shape[-1]  # K = 3 in the one-covariate form
+    theta_c = z[:k]
     theta = to_theta(centring(spec, cs), theta_c)
-    sigma, sigma_a, lp = scales(spec, z[K:])
+    sigma, sigma_a, lp = scales(spec, z[k:])
     lp = lp + jnp.sum(jax.scipy.stats.norm.logpdf(theta, spec.loc, spec.scale))
     return lp + _loglik_centred(spec, cs, theta_c, sigma, sigma_a)
 
@@ -562,6 +627,8 @@ def initial_center(rd: RegionData, spec: LinearSpec, mode: str) -> jax.Array:
     log sigma at the log of the pooled within-region SD of y, log sigma_a at the
     log SD of the region means of y; theta (``"intercepts"`` mode) at 0.
     """
+    if isinstance(rd, GeneralRegionData):
+        return _general_initial_center(rd, spec, mode)
     n_tot = jnp.sum(rd.n)
     n_reg = jnp.sum(rd.n > 0)
     sd_w = jnp.sqrt(jnp.maximum(rd.syy_w, 1e-12) / jnp.maximum(n_tot - n_reg, 1.0))
@@ -571,3 +638,271 @@ def initial_center(rd: RegionData, spec: LinearSpec, mode: str) -> jax.Array:
     if mode == "coefficients":
         return u
     return jnp.concatenate([jnp.zeros(K), u])
+
+
+# --- the general form: p within covariates x, q level-2 covariates z -------------------
+#
+# theta = (theta_0, b (p), g (p), d (q)), K = 1 + 2p + q, and
+#
+#     y_rt = o + h0 theta_0 + b'(x_rt - xbar_r) + h1 b'xbar_r + h2 g'xbar_r + h3 d'z_r
+#            + a_r + e_rt,
+#
+# hcoef = (h0, h1, h2, h3) as in the one-covariate table with h3 = 1 where the
+# model has level-2 covariates (h3 = 0 for fe: the intercepts absorb them). The
+# one-covariate functions above are this form with p = 1, q = 0 written out by
+# hand; they are kept as they are because NUTS follows the last bits of the
+# density and the seed's published numbers come from them. tests/bayes check
+# that both forms agree to 1e-10 where both apply.
+
+
+class GeneralRegionData(NamedTuple):
+    """:class:`RegionData` for p covariates x and q level-2 covariates z.
+
+    (..., R) per region, (...) totals; the region means less the grand means
+    (of the observations; z weighted by the observations too), 0 for an empty
+    region, and the pooled within-region sums of products of [x_1..x_p, y].
+    """
+
+    n: jax.Array  # (..., R)
+    dx: jax.Array  # (..., R, p) xbar_r - x0 - cx
+    dz: jax.Array  # (..., R, q) z_r - z0 - cz
+    dy: jax.Array  # (..., R) ybar_r - y0 - cy
+    w: jax.Array  # (..., p + 1, p + 1) Σ_r Σ_t (v - vbar_r)(v - vbar_r)', v = [x, y]
+    x0: jax.Array  # (..., p) origin of x
+    y0: jax.Array  # (...) origin of y
+    z0: jax.Array  # (..., q) origin of z
+    cx: jax.Array  # (..., p) grand mean of x less x0
+    cy: jax.Array  # (...) grand mean of y less y0
+    cz: jax.Array  # (..., q) observation-weighted mean of z less z0
+
+
+def general_region_data(stats: GroupStats) -> GeneralRegionData:
+    """:class:`GeneralRegionData` from the (centred) group statistics, any p >= 1, q >= 0."""
+    p = stats.p
+    n = jnp.asarray(stats.n, float)
+    has = (n > 0)[..., None]
+    total = jnp.maximum(jnp.sum(n, axis=-1), 1.0)[..., None]
+    c = jnp.sum(n[..., None] * stats.mean, axis=-2) / total  # (..., k)
+    cz = jnp.sum(n[..., None] * stats.z, axis=-2) / total  # (..., q)
+    d = jnp.where(has, stats.mean - c[..., None, :], 0.0)
+    return GeneralRegionData(
+        n=n,
+        dx=d[..., :p],
+        dz=jnp.where(has, stats.z - cz[..., None, :], 0.0),
+        dy=d[..., p],
+        w=jnp.sum(jnp.where(has[..., None], stats.cross, 0.0), axis=-3),
+        x0=stats.origin[..., 0, :p],
+        y0=stats.origin[..., 0, p],
+        z0=stats.z_origin[..., 0, :],
+        cx=c[..., :p],
+        cy=c[..., p],
+        cz=cz,
+    )
+
+
+class GeneralSpec(NamedTuple):
+    """:class:`LinearSpec` of the general form; K = 1 + 2p + q slots of theta.
+
+    p and q are read from the shapes of the data, never from here.
+    """
+
+    hcoef: jax.Array  # (4,) (h0, h1, h2, h3): intercept, b, g and d in the region means
+    offset: jax.Array
+    loc: jax.Array  # (K,)
+    scale: jax.Array  # (K,)
+    sa_sampled: jax.Array
+    sa_fixed: jax.Array
+    sa_scale: jax.Array
+    sigma_scale: jax.Array
+    readout: jax.Array  # (K, K) (mu, beta (p), contextual (p), delta (q)) = readout @ theta
+
+
+def general_spec(model: str, priors: Priors, p: int, q: int) -> GeneralSpec:
+    """The :class:`GeneralSpec` of ``model`` for p covariates x and q level-2 covariates z.
+
+    Every slope has the prior of today's one-covariate slopes: b_j and d_k the
+    beta prior, g_j the contextual (mundlak) or between (rewb) prior; an unused
+    slot (g in pooled, fe and re; theta_0 and d in fe) N(0, 1) with design 0.
+    """
+    pr = priors
+    k = 1 + 2 * p + q
+    readout = np.eye(k)
+    sampled, sa_fixed, offset = 1.0, 0.0, 0.0
+    loc = np.concatenate(
+        [[pr.mu_loc], np.full(p, pr.beta_loc), np.zeros(p), np.full(q, pr.beta_loc)]
+    )
+    scale = np.concatenate(
+        [[pr.mu_scale], np.full(p, pr.beta_scale), np.ones(p), np.full(q, pr.beta_scale)]
+    )
+    gs = slice(1 + p, 1 + 2 * p)
+    if model == "pooled":
+        hcoef, sampled = (1, 1, 0, 1), 0.0
+    elif model == "fe":
+        hcoef, sampled, sa_fixed, offset = (0, 1, 0, 0), 0.0, pr.alpha_scale, pr.alpha_loc
+        loc[0], scale[0] = 0.0, 1.0
+        loc[1 + 2 * p :], scale[1 + 2 * p :] = 0.0, 1.0
+    elif model == "re":
+        hcoef = (1, 1, 0, 1)
+    elif model == "mundlak":
+        hcoef = (1, 1, 1, 1)
+        loc[gs], scale[gs] = pr.contextual_loc, pr.contextual_scale
+    elif model == "rewb":
+        hcoef = (1, 0, 1, 1)
+        loc[gs], scale[gs] = pr.between_loc, pr.between_scale
+        for j in range(p):  # contextual_j = beta_between_j - beta_within_j
+            readout[1 + p + j, 1 + j] = -1.0
+    else:
+        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    return GeneralSpec(
+        hcoef=jnp.asarray(np.asarray(hcoef, float)),
+        offset=jnp.asarray(float(offset)),
+        loc=jnp.asarray(loc),
+        scale=jnp.asarray(scale),
+        sa_sampled=jnp.asarray(sampled),
+        sa_fixed=jnp.asarray(float(sa_fixed)),
+        sa_scale=jnp.asarray(pr.sigma_a_scale),
+        sigma_scale=jnp.asarray(pr.sigma_scale),
+        readout=jnp.asarray(readout),
+    )
+
+
+class GeneralClassSums(NamedTuple):
+    """:class:`ClassSums` of the general form: per size class m the sum over its
+    regions of f_r f_r', f_r = (1, dx_r, dz_r, dy_r) of length F = p + q + 2."""
+
+    count: jax.Array  # (M,)
+    n: jax.Array  # (M,)
+    ff: jax.Array  # (M, F, F)
+    w: jax.Array  # (p + 1, p + 1) pooled within sums
+    x0: jax.Array
+    y0: jax.Array
+    z0: jax.Array
+    cx: jax.Array
+    cy: jax.Array
+    cz: jax.Array
+
+
+def _general_class_sums(rd: GeneralRegionData, ids: jax.Array, num_classes: int):
+    count = jax.ops.segment_sum(jnp.ones_like(rd.n), ids, num_segments=num_classes)
+    n = jax.ops.segment_sum(rd.n, ids, num_segments=num_classes) / jnp.maximum(count, 1.0)
+    f = jnp.concatenate([jnp.ones_like(rd.n)[:, None], rd.dx, rd.dz, rd.dy[:, None]], axis=-1)
+    ff = jax.ops.segment_sum(f[:, :, None] * f[:, None, :], ids, num_segments=num_classes)
+    return GeneralClassSums(count, n, ff, rd.w, rd.x0, rd.y0, rd.z0, rd.cx, rd.cy, rd.cz)
+
+
+def _dims(cs: GeneralClassSums) -> tuple[int, int]:
+    p = cs.w.shape[-1] - 1
+    return p, cs.ff.shape[-1] - p - 2
+
+
+class GeneralCentring(NamedTuple):
+    """:class:`Centring` of the general form: theta_0 = theta_c0 + a' theta_c[1:] + t0."""
+
+    a: jax.Array  # (K - 1,)
+    t0: jax.Array
+
+
+def _general_centring(spec: GeneralSpec, cs: GeneralClassSums) -> GeneralCentring:
+    e, h1, h2, h3 = (spec.hcoef[i] for i in range(4))
+    cx = cs.x0 + cs.cx
+    cz = cs.z0 + cs.cz
+    a = -e * jnp.concatenate([cx * h1, cx * h2, cz * h3])
+    return GeneralCentring(a, e * (cs.y0 + cs.cy - spec.offset))
+
+
+def _general_selector(spec: GeneralSpec, p: int, q: int) -> jax.Array:
+    """E (K, 1 + p + q): theta's centred design u_r = E (1, v_r, dz_r)."""
+    k, f = 1 + 2 * p + q, 1 + p + q
+    parts = np.zeros((4, k, f))
+    parts[0, 0, 0] = 1.0
+    for j in range(p):
+        parts[1, 1 + j, 1 + j] = 1.0
+        parts[2, 1 + p + j, 1 + j] = 1.0
+    for j in range(q):
+        parts[3, 1 + 2 * p + j, 1 + p + j] = 1.0
+    return jnp.tensordot(spec.hcoef, jnp.asarray(parts), axes=1)
+
+
+def _general_quadratic(spec, cs, sigma, sigma_a) -> _Quadratic:
+    p, q = _dims(cs)
+    f = p + q + 2
+    s2 = sigma**2
+    d = s2 + cs.n * sigma_a**2
+    lam = cs.n / d
+    b = jnp.tensordot(lam, cs.ff, axes=1)  # Σ_m λ_m Σ_r f_r f_r'
+    # (1, v, dz, ytil) = A f with v = dx + s, ytil = dy - m: s = m = 0 with an
+    # intercept, s = cx and m = o - cy without one (as in the one-covariate form)
+    free = 1.0 - spec.hcoef[0]
+    sh = free * (cs.x0 + cs.cx)
+    m = free * ((spec.offset - cs.y0) - cs.cy)
+    col = jnp.concatenate([jnp.zeros(1), sh, jnp.zeros(q), -m[None]])
+    amat = jnp.eye(f).at[:, 0].add(col)
+    b = amat @ b @ amat.T
+    sel = _general_selector(spec, p, q)
+    prec = sel @ b[:-1, :-1] @ sel.T
+    lin = sel @ b[:-1, -1]
+    prec = prec.at[1 : 1 + p, 1 : 1 + p].add(cs.w[:p, :p] / s2)  # within information of b
+    lin = lin.at[1 : 1 + p].add(cs.w[:p, p] / s2)
+    log_det = jnp.sum(cs.count * ((cs.n - 1.0) * jnp.log(s2) + jnp.log(d) + cs.n * LOG_2PI))
+    return _Quadratic(prec, lin, cs.w[p, p] / s2 + b[-1, -1], log_det)
+
+
+def _general_loglik_centred(spec, cs, theta_c, sigma, sigma_a):
+    qd = _general_quadratic(spec, cs, sigma, sigma_a)
+    quad = theta_c @ qd.prec @ theta_c - 2.0 * theta_c @ qd.lin
+    return -0.5 * (quad + qd.c0 + qd.log_det)
+
+
+def _general_posterior(spec, cs, sigma, sigma_a) -> CoefficientPosterior:
+    qd = _general_quadratic(spec, cs, sigma, sigma_a)
+    c = _general_centring(spec, cs)
+    prec = 1.0 / spec.scale**2
+    row0 = jnp.concatenate([jnp.ones(1), c.a])
+    e = spec.hcoef[0]
+    dev0 = (spec.loc[0] - e * cs.y0) - e * (cs.cy - spec.offset)
+    dev = spec.loc.at[0].set(dev0)
+    rest = prec.at[0].set(0.0)
+    lam_m = qd.prec + prec[0] * jnp.outer(row0, row0) + jnp.diag(rest)
+    eta = qd.lin + row0 * (prec[0] * dev0) + rest * dev
+    low = jnp.linalg.cholesky(lam_m)
+    u = jax.scipy.linalg.solve_triangular(low, eta, lower=True)
+    mean_c = jax.scipy.linalg.solve_triangular(low, u, lower=True, trans=1)
+    log_det_post = 2.0 * jnp.sum(jnp.log(jnp.diagonal(low)))
+    prior_terms = jnp.sum(dev**2 * prec) + jnp.sum(jnp.log(spec.scale**2))
+    log_marginal = -0.5 * (qd.c0 - u @ u + prior_terms + log_det_post + qd.log_det)
+    return CoefficientPosterior(log_marginal, _general_to_theta(c, mean_c), low, c)
+
+
+def _general_to_theta(c: GeneralCentring, theta_c: jax.Array) -> jax.Array:
+    return theta_c.at[0].set(theta_c[0] + c.a @ theta_c[1:] + c.t0)
+
+
+def _general_to_centred(c: GeneralCentring, theta: jax.Array) -> jax.Array:
+    return theta.at[0].set(theta[0] - c.a @ theta[1:] - c.t0)
+
+
+def _general_transform(c: GeneralCentring) -> jax.Array:
+    k = c.a.shape[-1] + 1
+    return jnp.eye(k).at[0, 1:].set(c.a)
+
+
+def _general_initial_center(rd: GeneralRegionData, spec: GeneralSpec, mode: str) -> jax.Array:
+    p = rd.w.shape[-1] - 1
+    n_tot = jnp.sum(rd.n)
+    n_reg = jnp.sum(rd.n > 0)
+    sd_w = jnp.sqrt(jnp.maximum(rd.w[p, p], 1e-12) / jnp.maximum(n_tot - n_reg, 1.0))
+    sd_b = jnp.sqrt(jnp.sum(rd.n * rd.dy**2) / jnp.maximum(n_tot, 1.0))
+    v = jnp.where(spec.sa_sampled > 0, jnp.log(jnp.maximum(sd_b, 1e-6)), 0.0)
+    u = jnp.stack([jnp.log(sd_w), v])
+    if mode == "coefficients":
+        return u
+    return jnp.concatenate([jnp.zeros(spec.loc.shape[-1]), u])
+
+
+def general_design(spec: GeneralSpec, rd: GeneralRegionData) -> jax.Array:
+    """h_r for every region in raw coordinates, (..., R, K): (h0, h1 xbar_r, h2 xbar_r, h3 z_r)."""
+    h = spec.hcoef
+    xbar = rd.x0[..., None, :] + rd.cx[..., None, :] + rd.dx
+    z = rd.z0[..., None, :] + rd.cz[..., None, :] + rd.dz
+    one = h[0] * jnp.ones_like(rd.n)[..., None]
+    return jnp.concatenate([one, h[1] * xbar, h[2] * xbar, h[3] * z], axis=-1)

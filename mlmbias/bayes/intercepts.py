@@ -37,6 +37,8 @@ def conditional(
     trailing region axis added)."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}")
+    if not isinstance(rd, RegionData):
+        raise ValueError("intercept draws are implemented for one covariate x and no z")
     priors = priors or Priors()
     ex = {k: jnp.asarray(v)[..., None] for k, v in q.items()}
     lead = (1,) * (ex["beta"].ndim - 1)

@@ -2,25 +2,36 @@
 
 ``fit(batch, level, options)`` samples the collapsed model of every replication
 (:mod:`mlmbias.bayes.posterior`) from ``batch.stats`` alone and summarises it.
-Per estimand ("beta"; "contextual" for mundlak and rewb), keyed (estimand,
-"x0") as every method's output (the one covariate's term), the columns are,
-each an array with one entry per replication:
+With p within-varying covariates x_1..x_p and q level-2 covariates z_1..z_q
+(from the shapes of the statistics; p >= 1) the models are
+
+    pooled    y = mu + x'beta + z'delta + e                       (sigma_a = 0)
+    fe        y = alpha_r + x'beta + e                            (z absorbed by alpha_r)
+    re        y = mu + x'beta + z'delta + a_r + e
+    mundlak   y = mu + x'beta + xbar_r'gamma + z'delta + a_r + e
+    rewb      y = mu + (x - xbar_r)'beta_w + xbar_r'beta_b + z'delta + a_r + e
+
+and the output is keyed (estimand, term) like the frequentist methods': ("beta",
+"x{j}") per x (beta_w for rewb), ("beta", "z{k}") per z (delta; not for fe) and,
+for mundlak and rewb, ("contextual", "x{j}") per x (gamma_j; beta_b,j - beta_w,j
+for rewb), in that order. Per key the columns are, each an array with one entry
+per replication:
 
 ``estimate`` posterior mean, ``median``, ``se`` posterior SD, ``lower``/``upper``
 the highest-posterior-density interval at ``level``, ``lower_eti``/``upper_eti``
 the equal-tailed interval, ``p_value`` (NaN), ``rhat`` split R-hat and ``ess``
-bulk ESS of that estimand, ``divergences`` post-warm-up divergent transitions
+bulk ESS of that quantity, ``divergences`` post-warm-up divergent transitions
 (all chains), ``converged``, ``corr_beta_sigma_a`` the posterior correlation of
-beta and sigma_a (the seed's diagnostic; NaN without sigma_a) and ``flag``.
+the key's beta (for a contextual key: the beta of the same x) and sigma_a (the
+seed's diagnostic; NaN without sigma_a) and ``flag``.
 
 ``converged`` judges the replication as a whole: split R-hat <= ``rhat_max``
-and bulk ESS >= ``ess_min`` for every sampled quantity (beta, the contextual
-effect, mu, sigma and sigma_a, where the model has them) and no divergences.
+and bulk ESS >= ``ess_min`` for every reported coefficient and for mu, sigma
+and sigma_a where the model has them, and no divergences.
 ``flag`` bits (mlmbias.flags): NOT_CONVERGED (R-hat or ESS threshold missed),
 DIVERGENT, NONFINITE (a non-finite estimate or SE).
 
-The models have one within-varying covariate and no group-level covariates: a
-batch with p > 1 or q > 0 raises a ConfigError.
+A batch without a within covariate (p = 0) raises a ConfigError.
 """
 
 from __future__ import annotations
@@ -37,8 +48,6 @@ from mlmbias.bayes.posterior import Draws, sample
 from mlmbias.bayes.summary import correlation, summarize
 from mlmbias.errors import ConfigError
 from mlmbias.registry import Batch
-
-TERM = "x0"  # the one covariate
 
 COLUMNS = (
     "estimate",
@@ -58,9 +67,35 @@ COLUMNS = (
 )
 
 
-def monitored(model: str) -> tuple[str, ...]:
-    """The quantities whose R-hat and ESS decide convergence."""
-    return MODELS[model].params
+def reported(model: str, p: int = 1, q: int = 0) -> tuple[tuple[str, str], ...]:
+    """The (estimand, term) keys of ``model``'s output, in order."""
+    info = MODELS[model]
+    keys = [("beta", f"x{j}") for j in range(p)]
+    if model != "fe":  # the region intercepts absorb level-2 covariates
+        keys += [("beta", f"z{j}") for j in range(q)]
+    if info.has_contextual:
+        keys += [("contextual", f"x{j}") for j in range(p)]
+    return tuple(keys)
+
+
+def monitored(model: str, p: int = 1, q: int = 0) -> tuple[tuple[str, str], ...]:
+    """The quantities whose R-hat and ESS decide convergence: the reported
+    coefficients, then mu, sigma and sigma_a where the model has them."""
+    info = MODELS[model]
+    keys = list(reported(model, p, q))
+    if info.has_mu:
+        keys.append(("mu", ""))
+    keys.append(("sigma", ""))
+    if info.has_sigma_a:
+        keys.append(("sigma_a", ""))
+    return tuple(keys)
+
+
+def _dims(keys) -> tuple[int, int]:
+    """(p, q) of a draws' quantity keys."""
+    p = sum(1 for e, t in keys if e == "beta" and t.startswith("x"))
+    q = sum(1 for e, t in keys if e == "beta" and t.startswith("z"))
+    return p, q
 
 
 def summarize_draws(
@@ -68,20 +103,23 @@ def summarize_draws(
 ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """The registry's output for ``model`` from its draws."""
     info = MODELS[model]
-    sums = {name: summarize(draws.get(name), level) for name in monitored(model)}
+    p, q = _dims(draws.keys)
+    sums = {key: summarize(draws.get(*key), level) for key in monitored(model, p, q)}
     rhat_ok = np.all([s["rhat"] <= rhat_max for s in sums.values()], axis=0)
     ess_ok = np.all([s["ess"] >= ess_min for s in sums.values()], axis=0)
     divergences = np.asarray(draws.divergences, np.int64)
-    estimands = ["beta"] + (["contextual"] if info.has_contextual else [])
     n = divergences.shape[0]
-    corr = (
-        correlation(draws.get("beta"), draws.get("sigma_a"))
-        if info.has_sigma_a
-        else np.full(n, np.nan)
-    )
     out: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    for name in estimands:
-        s = sums[name]
+    corr: dict[str, np.ndarray] = {}
+    for key in reported(model, p, q):
+        s = sums[key]
+        term = key[1]
+        if term not in corr:
+            corr[term] = (
+                correlation(draws.get("beta", term), draws.get("sigma_a"))
+                if info.has_sigma_a
+                else np.full(n, np.nan)
+            )
         finite = np.isfinite(s["estimate"]) & np.isfinite(s["se"])
         converged = rhat_ok & ess_ok & (divergences == 0) & finite
         flag = (
@@ -89,7 +127,7 @@ def summarize_draws(
             | np.where(divergences > 0, flags.DIVERGENT, 0)
             | np.where(finite, 0, flags.NONFINITE)
         )
-        out[(name, TERM)] = {
+        out[key] = {
             **{k: s[k] for k in ("estimate", "median", "se", "lower", "upper")},
             "lower_eti": s["lower_eti"],
             "upper_eti": s["upper_eti"],
@@ -98,19 +136,18 @@ def summarize_draws(
             "ess": s["ess"],
             "divergences": divergences,
             "converged": converged,
-            "corr_beta_sigma_a": corr,
+            "corr_beta_sigma_a": corr[term],
             "flag": flag.astype(np.int64),
         }
     return out
 
 
 def check_covariates(model: str, stats) -> None:
-    """A ConfigError unless the statistics have one covariate x and no z (from the shapes)."""
-    p, q = stats.p, stats.q
-    if p != 1 or q != 0:
+    """A ConfigError when the statistics have no within covariate (from the shapes)."""
+    if stats.p < 1:
         raise ConfigError(
-            f"bayes-{model} supports one within covariate and no level-2 covariates yet, "
-            f"got {p} x and {q} z columns; use the frequentist methods for these data"
+            f"bayes-{model} needs at least one within-varying covariate x, got none "
+            f"(and {stats.q} z columns)"
         )
 
 
@@ -121,15 +158,14 @@ def fit_model(
     check_covariates(model, batch.stats)
     settings = settings_from_options(options)
     if np.shape(batch.keys)[0] == 0:
-        info = MODELS[model]
         empty = {c: np.empty(0) for c in COLUMNS}
         empty.update(
             converged=np.empty(0, bool),
             divergences=np.empty(0, np.int64),
             flag=np.empty(0, np.int64),
         )
-        names = ["beta"] + (["contextual"] if info.has_contextual else [])
-        return {(name, TERM): dict(empty) for name in names}
+        keys = reported(model, batch.stats.p, batch.stats.q)
+        return {key: dict(empty) for key in keys}
     draws = sample(model, batch.keys, batch.stats, settings)
     return summarize_draws(model, draws, level, settings.rhat_max, settings.ess_min)
 

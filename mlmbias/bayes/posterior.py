@@ -2,7 +2,10 @@
 
 :func:`sample` runs batched NUTS (:mod:`mlmbias.bayes.sampler`) on the
 collapsed densities of :mod:`mlmbias.bayes.collapsed` and returns, per
-replication and chain, draws of (mu, beta, contextual, sigma, sigma_a).
+replication and chain, draws of (mu, beta, contextual, sigma, sigma_a): with p
+within covariates and q level-2 covariates, of mu, beta and contextual per x,
+beta per z, sigma and sigma_a, keyed (estimand, term) as :func:`quantity_keys`
+lists them.
 
 Replication i with key k_i always gives the same numbers for the same batch
 size and backend, whichever other replications share its batch: its chains
@@ -25,14 +28,31 @@ from mlmbias.bayes.options import BayesSettings
 from mlmbias.bayes.sampler import NutsSettings, nuts_batch
 from mlmbias.groupstats import GroupStats
 
-QUANTITIES = ("mu", "beta", "contextual", "sigma", "sigma_a")
+QUANTITIES = ("mu", "beta", "contextual", "sigma", "sigma_a")  # the one-covariate order
+
+
+def quantity_keys(p: int, q: int) -> tuple[tuple[str, str], ...]:
+    """(estimand, term) of each sampled quantity, in the order of ``Draws.values``:
+    mu, beta per x, contextual per x, beta per z (delta), sigma, sigma_a. For
+    p = 1, q = 0 that is ``QUANTITIES``. The contextual slots of a model without
+    a contextual effect (and mu and z in fe) hold draws of unused slots."""
+    return (
+        (("mu", ""),)
+        + tuple(("beta", f"x{j}") for j in range(p))
+        + tuple(("contextual", f"x{j}") for j in range(p))
+        + tuple(("beta", f"z{j}") for j in range(q))
+        + (("sigma", ""), ("sigma_a", ""))
+    )
+
+
+QUANTITY_KEYS = quantity_keys(1, 0)
 _MIN_TIER = 16
 
 
 class Draws(NamedTuple):
     """Host (numpy) output for a set of replications."""
 
-    values: np.ndarray  # (rep, chains, draws, 5) in the order of QUANTITIES
+    values: np.ndarray  # (rep, chains, draws, quantities) in the order of ``keys``
     divergences: np.ndarray  # (rep,) post-warm-up divergent transitions, all chains
     step_size: np.ndarray  # (rep, chains)
     accept_prob: np.ndarray  # (rep, chains)
@@ -40,10 +60,15 @@ class Draws(NamedTuple):
     # (batches, 2) per compiled batch, summed over its iterations (warm-up and
     # draws): the mean and the maximum leapfrog steps across the batch's chains
     batch_steps: np.ndarray
+    keys: tuple[tuple[str, str], ...] = QUANTITY_KEYS  # (estimand, term) per quantity
 
-    def get(self, name: str) -> np.ndarray:
-        """(rep, chains, draws) draws of one quantity."""
-        return self.values[..., QUANTITIES.index(name)]
+    def get(self, name: str, term: str | None = None) -> np.ndarray:
+        """(rep, chains, draws) draws of one quantity: ``name`` ("mu", "beta",
+        "contextual", "sigma", "sigma_a") and ``term`` ("x0", ..., "z0", ...;
+        default "x0" for beta and contextual, "" for the others)."""
+        if term is None:
+            term = "x0" if name in ("beta", "contextual") else ""
+        return self.values[..., self.keys.index((name, term))]
 
     def lockstep_waste(self) -> float:
         """Share of the leapfrog steps paid for that no chain needed.
@@ -84,7 +109,7 @@ def _initial(rd: C.RegionData, cs: C.ClassSums, spec: C.LinearSpec, mode: str):
     sigma, sigma_a, _ = C.scales(spec, u)
     post = C.coefficient_posterior(spec, cs, sigma, sigma_a)
     # the sampler moves in the centred coordinates theta_c (collapsed.Centring)
-    cov = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(C.K))
+    cov = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(post.chol.shape[-1]))
     sd = jnp.sqrt(jnp.diag(cov))
     centre = jnp.concatenate([C.to_centred(post.centring, post.mean), u])
     spread = jnp.concatenate([2.0 * sd, jnp.ones(2)])
@@ -106,20 +131,24 @@ def lockstep_steps(warmup_steps: jax.Array, draw_steps: jax.Array) -> jax.Array:
 def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
     """The jitted batch program for fixed settings (compiled once per input shape)."""
     logdensity = C.logdensity_scales if mode == "coefficients" else C.logdensity_full
-    dim = 2 if mode == "coefficients" else C.K + 2
 
     def outputs(key, z, cs, spec):
-        # One draw of (mu, beta, contextual, sigma, sigma_a) from unconstrained z.
+        # One draw of (mu, beta, contextual, sigma, sigma_a) from unconstrained z
+        # (general form: of every quantity of quantity_keys).
+        k = spec.loc.shape[-1]
         sigma, sigma_a, _ = C.scales(spec, z[-2:])
         if mode == "coefficients":
             theta = C.draw_coefficients(key, C.coefficient_posterior(spec, cs, sigma, sigma_a))
         else:
-            theta = C.to_theta(C.centring(spec, cs), z[: C.K])
+            theta = C.to_theta(C.centring(spec, cs), z[:k])
         named = spec.readout @ theta
+        if isinstance(spec, C.GeneralSpec):
+            return jnp.concatenate([named, jnp.stack([sigma, sigma_a])])
         return jnp.stack([named[0], named[1], named[2], sigma, sigma_a])
 
     def run(keys, stats, ids, spec):
         n_rep = keys.shape[0]
+        dim = 2 if mode == "coefficients" else spec.loc.shape[-1] + 2
         rd = C.region_data(stats)
         cs = jax.vmap(lambda r, i: C.class_sums(r, i, num_classes))(rd, ids)
         centre, var0, spread = jax.vmap(lambda r, c: _initial(r, c, spec, mode))(rd, cs)
@@ -153,7 +182,7 @@ def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
         values = jax.vmap(chain_outputs)(k_post, out.z, cs_c)
         batch_steps = lockstep_steps(out.warmup_num_steps, out.num_steps)
         return (
-            values.reshape(n_rep, chains, n_draws, len(QUANTITIES)),
+            values.reshape(n_rep, chains, n_draws, values.shape[-1]),
             out.diverging.sum(axis=-1).reshape(n_rep, chains).sum(axis=1),
             out.step_size.reshape(n_rep, chains),
             out.accept_prob.reshape(n_rep, chains),
@@ -181,9 +210,9 @@ def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draw
     ``settings.batch_size``; a short last batch is padded by repeating its last
     replication, so one compiled program serves every batch of a tier.
     """
-    spec = C.linear_spec(model, settings.priors)
     keys = np.asarray(keys)
     stats = GroupStats(*(np.asarray(a) for a in stats))
+    spec = C.linear_spec(model, settings.priors, stats.p, stats.q)
     n_rep, n_regions = stats.n.shape
     ids, _ = C.size_classes(stats.n)
     distinct = ids.max(axis=1) + 1
@@ -214,4 +243,4 @@ def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draw
         for idx, out in results:
             arr[idx] = out[j]
         fields.append(arr)
-    return Draws(*fields, batch_steps=np.stack(batch_steps))
+    return Draws(*fields, batch_steps=np.stack(batch_steps), keys=quantity_keys(stats.p, stats.q))

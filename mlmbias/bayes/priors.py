@@ -32,6 +32,12 @@ so pooling leaks the confounded between-region slope into beta: with sd 100
 the seed's scenario (R = 10, intercepts spread by 30) gives beta a bias of
 about -0.05; with sd 1000 it is a hundred times smaller.
 
+With several covariates every slope gets the prior of its kind, independently:
+each within effect beta_j and each level-2 effect delta_k (the coefficient of a
+group-level covariate z_k) the ``beta`` prior, each contextual coefficient
+gamma_j the ``contextual`` prior (mundlak) and each between coefficient the
+``between`` prior (rewb). There is no separate option for delta.
+
 A study overrides any of them in its ``[bayes]`` table, e.g. ``prior_beta_scale = 5``.
 """
 

@@ -212,20 +212,3 @@ def test_empty_batch():
     empty = Batch(batch.keys[:0], type(batch.stats)(*(a[:0] for a in batch.stats)), None)
     out = get_method("bayes-re").load()(empty, 0.94, SMALL)
     assert out[("beta", "x0")]["estimate"].shape == (0,)
-
-
-@pytest.mark.parametrize("name", BAYES)
-@pytest.mark.parametrize(("p", "q"), [(2, 0), (1, 1)])
-def test_several_covariates_are_refused(name, p, q):
-    """One within covariate and no level-2 covariates: anything else is a ConfigError
-    from the shapes, before any sampling."""
-    from mlmbias.groupstats import group_stats_from_arrays
-
-    rng = np.random.default_rng(0)
-    codes = np.repeat(np.arange(4), 3)
-    x = rng.normal(size=(12, p))
-    z = rng.normal(size=(4, q)) if q else None
-    stats = group_stats_from_arrays(codes, x, rng.normal(size=12), 4, z)
-    batch = make_batch(name, SEED_DGP, 5, [0])._replace(stats=stats)
-    with pytest.raises(ConfigError, match="one within covariate and no level-2 covariates"):
-        get_method(name).load()(batch, 0.94, SMALL)

@@ -129,3 +129,63 @@ def test_nuts_fit_is_shift_invariant(seed_panel, which):
                 ok = ~np.isnan(v0)
                 err = np.max(np.abs(v1 - v0)[ok] / scale[ok], initial=0.0)
                 assert err <= tol, f"{method} {estimand} {col}: {v0} vs {v1}"
+
+
+def _covariate_panel(rng):
+    """p = 2, q = 1, 12 groups of 1 to 6 observations."""
+    sizes = rng.integers(1, 7, 12)
+    codes = np.repeat(np.arange(12), sizes)
+    z = rng.normal(size=(12, 1))
+    x = rng.normal(size=(12, 2))[codes] * 2 + rng.normal(size=(len(codes), 2))
+    y = (
+        x @ [1.0, -0.5]
+        + 0.8 * z[codes, 0]
+        + rng.normal(size=12)[codes]
+        + rng.normal(size=len(codes))
+    )
+    return codes, x, y, z
+
+
+_posterior = jax.jit(C.coefficient_posterior)
+_density = jax.jit(jax.value_and_grad(C.logdensity_scales))
+_covariance = jax.jit(C.coefficient_covariance)
+
+
+@pytest.mark.parametrize("which", ["y", "x", "z"])
+@pytest.mark.parametrize("model", list(C.MODELS))
+def test_general_form_is_shift_invariant(model, which):
+    """The general form (p = 2, q = 1) at a shift of 1e9 of y, of both x or of z
+    (z, like x, with flat priors on the intercepts): densities, gradients and the
+    coefficient posterior apart from the intercept to 1e-6."""
+    from mlmbias.groupstats import group_stats_from_arrays
+
+    c, tol = 1e9, TOLERANCE[1e9]
+    codes, x, y, z = _covariate_panel(np.random.default_rng(4))
+    moved = {"x": x + c, "y": y + c, "z": z + c}
+    base = {k: moved[k] - c if k == which else v for k, v in (("x", x), ("y", y), ("z", z))}
+    shifted = {k: moved[k] if k == which else v for k, v in (("x", x), ("y", y), ("z", z))}
+    base_opts, shift_opts = prior_options(c, "x" if which == "z" else which)
+    out = []
+    for d, opts in ((base, base_opts), (shifted, shift_opts)):
+        stats = _one(group_stats_from_arrays(codes, d["x"], d["y"], 12, d["z"]))
+        rd = C.region_data(stats)
+        cs = C.class_sums(rd, jnp.arange(12), 12)
+        spec = C.linear_spec(model, priors_of(opts), 2, 1)
+        res = []
+        for sigma, sigma_a in [(1.0, 1.5), (3.0, 0.2)]:
+            u = jnp.log(jnp.array([sigma, sigma_a]))
+            val, grad = _density(u, cs, spec)
+            post = _posterior(spec, cs, *C.scales(spec, u)[:2])
+            named = spec.readout @ post.mean
+            cov = spec.readout @ _covariance(post) @ spec.readout.T
+            res.append((val, grad, named[1:], cov[1:, 1:]))
+        out.append(res)
+    for (val0, grad0, mean0, cov0), (val1, grad1, mean1, cov1) in zip(*out, strict=True):
+        val0, grad0, mean0, cov0, val1, grad1, mean1, cov1 = map(
+            np.asarray, (val0, grad0, mean0, cov0, val1, grad1, mean1, cov1)
+        )
+        assert abs(val1 - val0) <= tol * max(abs(val0), 1.0), (val0, val1)
+        np.testing.assert_allclose(grad1, grad0, rtol=tol, atol=tol * np.abs(grad0).max())
+        sd = np.sqrt(np.diag(cov0))
+        assert np.all(np.abs(mean1 - mean0) <= tol * np.maximum(np.abs(mean0), sd))
+        np.testing.assert_allclose(cov1, cov0, rtol=tol, atol=tol * sd.max() ** 2)

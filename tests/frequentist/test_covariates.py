@@ -491,7 +491,6 @@ def test_cli_z_and_its_errors(tmp_path, capsys):
         (["--z", "x1"], "named twice"),
         (["--z", "z0,t"], "z column 't' is not constant within groups"),
         (["--z", "z0,"], "empty column name"),
-        (["--methods", "bayes-re"], "supports one within covariate and no level-2"),
     ]:
         assert main([*base, *extra]) == 2, extra
         err = capsys.readouterr().err
