@@ -20,6 +20,16 @@ from mlmbias.registry import register_method as register_method  # noqa: E402
 from mlmbias.registry import unregister as unregister  # noqa: E402
 from mlmbias.runner import merge as merge  # noqa: E402
 from mlmbias.runner import run_study as run_study  # noqa: E402
+from mlmbias.scenarios import Contextual as Contextual  # noqa: E402
+from mlmbias.scenarios import Scenario as Scenario  # noqa: E402
+from mlmbias.scenarios import Seed as Seed  # noqa: E402
+from mlmbias.scenarios import contiguous_layout as contiguous_layout  # noqa: E402
+from mlmbias.scenarios import get_scenario as get_scenario  # noqa: E402
+from mlmbias.scenarios import knob as knob  # noqa: E402
+from mlmbias.scenarios import observation_normals as observation_normals  # noqa: E402
+from mlmbias.scenarios import register_scenario as register_scenario  # noqa: E402
+from mlmbias.scenarios import scenario_names as scenario_names  # noqa: E402
+from mlmbias.scenarios import unregister_scenario as unregister_scenario  # noqa: E402
 from mlmbias.seeding import condition_id as condition_id  # noqa: E402
 from mlmbias.seeding import replication_keys as replication_keys  # noqa: E402
 from mlmbias.simulate import Panel as Panel  # noqa: E402

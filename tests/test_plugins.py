@@ -1,4 +1,5 @@
-"""User methods: ``mlmbias.register_method`` and a study's ``plugins``."""
+"""User methods and scenarios: ``mlmbias.register_method``, ``mlmbias.register_scenario``
+and a study's ``plugins``."""
 
 import subprocess
 import sys
@@ -13,11 +14,57 @@ from mlmbias.registry import get_method
 from mlmbias.study import Study
 
 PLUGIN = '''
-"""A user's own method: the within estimator with a normal interval."""
+"""A user's own method (the within estimator with a normal interval) and scenario."""
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.stats import norm
 
 import mlmbias
+
+
+@dataclass(frozen=True)
+class Toy(mlmbias.Scenario):
+    """Balanced groups; dose correlates with the group effect u (slope 1)."""
+
+    name = "toy"
+    x_names = ("dose",)
+    y_name = "response"
+
+    n_regions: int = 10
+    size: int = mlmbias.knob(6, low=2)
+    slope: float = 0.7
+    group_sd: float = mlmbias.knob(1.0, low=0)
+
+    def obs_bound(self):
+        return self.n_regions * self.size
+
+    def min_obs(self):
+        return self.n_regions * self.size
+
+    def truths(self):
+        return {("beta", "dose"): self.slope}
+
+    def equations(self):
+        return f"response = {self.slope:g} dose + u_g + e, dose = u_g + e', u_g ~ N(0, sd²)"
+
+    def simulate(self, key, max_obs):
+        k_u, k_x, k_e = jax.random.split(key, 3)
+        u = self.group_sd * jax.random.normal(k_u, (self.n_regions,))
+        sizes = jnp.full(self.n_regions, self.size)
+        region, _, mask, n_obs = mlmbias.contiguous_layout(sizes, max_obs)
+        x = u[region] + mlmbias.observation_normals(k_x, max_obs)
+        y = self.slope * x + u[region] + mlmbias.observation_normals(k_e, max_obs)
+        return mlmbias.Panel(
+            region=region, x=jnp.where(mask, x, 0.0)[:, None], y=jnp.where(mask, y, 0.0),
+            mask=mask, n_obs=n_obs, z=jnp.zeros((self.n_regions, 0)), latent={"u": u},
+            x_names=self.x_names, z_names=self.z_names, y_name=self.y_name,
+        )
+
+
+mlmbias.register_scenario("toy", Toy)
 
 
 def my_within(batch, level, options):
@@ -40,10 +87,13 @@ mlmbias.register_method("my-within", my_within, estimands=["beta"],
 STUDY = """
 seed = 4
 replications = 300
-methods = ["my-within", "fe"]
+methods = ["my-within", "fe", "re-reml"]
 plugins = ["plugin.py"]
+[dgp]
+scenario = "toy"
 [grid]
 n_regions = [10]
+group_sd = [0.0, 1.0]
 """
 
 
@@ -53,7 +103,7 @@ def _cli(args, cwd):
     )
 
 
-def test_plugin_method_runs_through_run_and_report(tmp_path):
+def test_plugin_method_and_scenario_run_through_run_and_report(tmp_path):
     (tmp_path / "plugin.py").write_text(PLUGIN)
     (tmp_path / "study.toml").write_text(STUDY)
     out = tmp_path / "res"
@@ -63,11 +113,21 @@ def test_plugin_method_runs_through_run_and_report(tmp_path):
     rep = _cli(["report", out, "--no-pair-plot", "--strict"], cwd=tmp_path.parent)
     assert rep.returncode == 0, rep.stderr
     summary = pd.read_csv(out / "summary.csv")
-    bias = summary[summary.stat == "bias"].set_index("method").est
-    assert bias["my-within"] == pytest.approx(bias["fe"], abs=1e-12)  # the same estimator
-    cover = summary[summary.stat == "cover"].set_index("method").est
-    assert 0.85 < cover["my-within"] <= 1.0
-    assert "the within estimator, written as a plugin" in (out / "report.md").read_text()
+    assert set(summary.term.dropna()) == {"dose"} and set(summary.scenario) == {"toy"}
+    bias = summary[summary.stat == "bias"].set_index(["group_sd", "method"])
+    for sd in (0.0, 1.0):  # the same estimator
+        assert bias.est[(sd, "my-within")] == pytest.approx(bias.est[(sd, "fe")], abs=1e-12)
+    # the scenario's truth reaches the measures: random intercepts are biased only
+    # when dose correlates with u (|z| > 8 and < 4 on the MCSE; false failure < 1e-4)
+    z = bias.est / bias.mcse
+    assert abs(z[(0.0, "re-reml")]) < 4 and abs(z[(1.0, "fe")]) < 4
+    assert z[(1.0, "re-reml")] > 8
+    cover = summary[summary.stat == "cover"].set_index(["group_sd", "method"]).est
+    assert 0.85 < cover[(1.0, "my-within")] <= 1.0
+    report = (out / "report.md").read_text()
+    assert "the within estimator, written as a plugin" in report
+    assert "Scenario `toy`" in report and "response = 0.7 dose" in report
+    assert "**n_regions = 10**" not in report  # the x factor is group_sd, one block
 
 
 def test_missing_or_failing_plugin_is_one_line(tmp_path):

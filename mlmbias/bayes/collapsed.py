@@ -95,6 +95,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlmbias import linalg
 from mlmbias.bayes.priors import Priors
 from mlmbias.groupstats import GroupStats
 
@@ -553,10 +554,19 @@ def coefficient_covariance(post: CoefficientPosterior) -> jax.Array:
     """Posterior covariance of theta, T Lambda^-1 T'."""
     if isinstance(post.centring, GeneralCentring):
         t = _general_transform(post.centring)
-    else:
-        t = _transform(post.centring)
+        cov_c = linalg.cho_solve(post.chol, jnp.eye(post.chol.shape[-1]))
+        return t @ cov_c @ t.T
+    t = _transform(post.centring)
     cov_c = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(post.chol.shape[-1]))
     return t @ cov_c @ t.T
+
+
+def coefficient_covariance_centred(post: CoefficientPosterior) -> jax.Array:
+    """Posterior covariance of theta_c, Lambda^-1 (the centred coordinates)."""
+    eye = jnp.eye(post.chol.shape[-1])
+    if isinstance(post.centring, GeneralCentring):
+        return linalg.cho_solve(post.chol, eye)
+    return jax.scipy.linalg.cho_solve((post.chol, True), eye)  # the seed's path, as it was
 
 
 def draw_centred(key: jax.Array, post: CoefficientPosterior) -> jax.Array:
@@ -564,7 +574,7 @@ def draw_centred(key: jax.Array, post: CoefficientPosterior) -> jax.Array:
     if isinstance(post.centring, GeneralCentring):
         eps = jax.random.normal(key, post.mean.shape)
         mean_c = _general_to_centred(post.centring, post.mean)
-        return mean_c + jax.scipy.linalg.solve_triangular(post.chol, eps, lower=True, trans=1)
+        return mean_c + linalg.solve_lower_t(post.chol, eps)
     eps = jax.random.normal(key, (K,))
     low = [[post.chol[i, j] for j in range(K)] for i in range(K)]
     mean_c = to_centred(post.centring, post.mean)
@@ -864,9 +874,9 @@ def _general_posterior(spec, cs, sigma, sigma_a) -> CoefficientPosterior:
     rest = prec.at[0].set(0.0)
     lam_m = qd.prec + prec[0] * jnp.outer(row0, row0) + jnp.diag(rest)
     eta = qd.lin + row0 * (prec[0] * dev0) + rest * dev
-    low = jnp.linalg.cholesky(lam_m)
-    u = jax.scipy.linalg.solve_triangular(low, eta, lower=True)
-    mean_c = jax.scipy.linalg.solve_triangular(low, u, lower=True, trans=1)
+    low = linalg.cholesky(lam_m)  # plain JAX: batched CPU LAPACK can deadlock (mlmbias.linalg)
+    u = linalg.solve_lower(low, eta)
+    mean_c = linalg.solve_lower_t(low, u)
     log_det_post = 2.0 * jnp.sum(jnp.log(jnp.diagonal(low)))
     prior_terms = jnp.sum(dev**2 * prec) + jnp.sum(jnp.log(spec.scale**2))
     log_marginal = -0.5 * (qd.c0 - u @ u + prior_terms + log_det_post + qd.log_det)

@@ -109,7 +109,7 @@ def _initial(rd: C.RegionData, cs: C.ClassSums, spec: C.LinearSpec, mode: str):
     sigma, sigma_a, _ = C.scales(spec, u)
     post = C.coefficient_posterior(spec, cs, sigma, sigma_a)
     # the sampler moves in the centred coordinates theta_c (collapsed.Centring)
-    cov = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(post.chol.shape[-1]))
+    cov = C.coefficient_covariance_centred(post)
     sd = jnp.sqrt(jnp.diag(cov))
     centre = jnp.concatenate([C.to_centred(post.centring, post.mean), u])
     spread = jnp.concatenate([2.0 * sd, jnp.ones(2)])

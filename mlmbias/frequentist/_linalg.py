@@ -20,7 +20,9 @@ whatever the location of the data.
 
 Linear systems of up to three unknowns are solved by cofactors (plain
 arithmetic: fast to compile and run, twice differentiable); larger ones by a
-Cholesky factorisation of the matrix scaled to unit diagonal.
+sweep (Gauss-Jordan) of the matrix scaled to unit diagonal, in plain JAX
+operations (:mod:`mlmbias.linalg`: jaxlib's batched CPU LAPACK calls
+can deadlock on a machine with few cores).
 
 Regions with n = 0 (padding) have zero weight and contribute nothing.
 """
@@ -32,8 +34,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import cho_solve
 
+from mlmbias import linalg
 from mlmbias.groupstats import GroupStats
 
 COLUMNS = ("const", "x", "xbar", "z")
@@ -215,7 +217,7 @@ def inv_det(a: jax.Array) -> tuple[jax.Array, jax.Array]:
 def inv_logdet(a: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Inverse and log determinant of a symmetric positive definite K x K matrix.
 
-    K <= 3 by cofactors; larger K by Cholesky after scaling to unit diagonal
+    K <= 3 by cofactors; larger K by the sweep operator after scaling to unit diagonal
     (so that columns in very different units do not cost digits). NaN where the
     matrix is not positive definite.
     """
@@ -226,10 +228,10 @@ def inv_logdet(a: jax.Array) -> tuple[jax.Array, jax.Array]:
     d = jnp.sqrt(jnp.diagonal(a))
     d = jnp.where(d > 0, d, 1.0)
     scaled = a / (d[:, None] * d[None, :])
-    chol = jnp.linalg.cholesky(scaled)
-    inv = cho_solve((chol, True), jnp.eye(k, dtype=a.dtype)) / (d[:, None] * d[None, :])
+    inv, logdet = linalg.inv_logdet(scaled)
+    inv = inv / (d[:, None] * d[None, :])
     inv = 0.5 * (inv + inv.T)
-    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))) + 2.0 * jnp.sum(jnp.log(d))
+    logdet = logdet + 2.0 * jnp.sum(jnp.log(d))
     return inv, logdet
 
 
@@ -285,7 +287,7 @@ def pinv_quadratic(a: jax.Array, b: jax.Array, scale: jax.Array) -> tuple[jax.Ar
         keep = a[0, 0] > WITHIN_TOL * scale[0]
         quad = jnp.where(keep, b[0] ** 2 / jnp.where(keep, a[0, 0], 1.0), 0.0)
         return quad, keep.astype(float)
-    lam, vec = jnp.linalg.eigh(a / (s[:, None] * s[None, :]))
+    lam, vec = linalg.eigh(a / (s[:, None] * s[None, :]))
     keep = lam > WITHIN_TOL
     proj = vec.T @ (b / s)
     quad = jnp.sum(jnp.where(keep, proj**2 / jnp.where(keep, lam, 1.0), 0.0))

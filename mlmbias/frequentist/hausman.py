@@ -43,7 +43,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mlmbias import flags
+from mlmbias import flags, linalg
 from mlmbias.frequentist._common import TEST, batch_method, bit, chi2_test
 from mlmbias.frequentist._linalg import (
     cluster_meat,
@@ -72,7 +72,7 @@ def quadratic_form(d: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array, ja
         return stat, positive, v11
     diag = jnp.diagonal(v)
     s = jnp.sqrt(jnp.where(diag > 0, diag, 1.0))
-    lam, vec = jnp.linalg.eigh(v / (s[:, None] * s[None, :]))
+    lam, vec = linalg.eigh(v / (s[:, None] * s[None, :]))
     positive = jnp.all(lam > 0) & jnp.all(jnp.isfinite(lam))
     proj = vec.T @ (d / s)
     stat = jnp.where(positive, jnp.sum(proj**2 / jnp.where(positive, lam, 1.0)), jnp.nan)

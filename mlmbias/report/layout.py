@@ -1,9 +1,9 @@
 """How a study's grid is laid out in tables and figures.
 
-The factor on the x axis (and in table columns) is ``n_regions`` when the grid
-varies it, else the grid factor with most levels (the first in file order on a
-tie); every combination of the other factors is a panel of a figure and a
-block of a table, in the grid's file order.
+The factor on the x axis (and in table columns) is the grid factor with most
+levels (``n_regions`` on a tie, else the first in file order); every
+combination of the other factors with more than one level is a panel of a
+figure and a block of a table, in the grid's file order.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def layout(study: dict) -> Layout:
     grid = {k: tuple(v) for k, v in (study.get("grid") or {}).items()}
     if not grid:
         return Layout(None, (), (), ())
-    x = "n_regions" if "n_regions" in grid else max(grid, key=lambda k: len(grid[k]))
-    panels = tuple(k for k in grid if k != x)
+    most = max(len(v) for v in grid.values())
+    top = [k for k, v in grid.items() if len(v) == most]
+    x = "n_regions" if "n_regions" in top else top[0]
+    panels = tuple(k for k in grid if k != x and len(grid[k]) > 1)
     return Layout(x, grid[x], panels, tuple(grid[k] for k in panels))

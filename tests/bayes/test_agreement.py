@@ -81,8 +81,8 @@ def _observation_level(model, region, x, y, n_regions):
 def test_collapsed_matches_observation_level(seed_panel, seed_stats, model):
     mask = np.asarray(seed_panel.mask[0])
     region = np.asarray(seed_panel.region[0])[mask]
-    x = np.asarray(seed_panel.ad_spend[0])[mask]
-    y = np.asarray(seed_panel.profit[0])[mask]
+    x = np.asarray(seed_panel.x[0, :, 0])[mask]
+    y = np.asarray(seed_panel.y[0])[mask]
     n_regions = seed_panel.n_regions
     obs = _observation_level(model, tuple(region), tuple(x), tuple(y), n_regions)
 

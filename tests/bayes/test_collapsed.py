@@ -16,8 +16,8 @@ MODELS = list(C.MODELS)
 def _panel(seed_panel, rep=0):
     mask = np.asarray(seed_panel.mask[rep])
     region = np.asarray(seed_panel.region[rep])[mask]
-    x = np.asarray(seed_panel.ad_spend[rep])[mask]
-    y = np.asarray(seed_panel.profit[rep])[mask]
+    x = np.asarray(seed_panel.x[rep, :, 0])[mask]
+    y = np.asarray(seed_panel.y[rep])[mask]
     return region, x, y
 
 

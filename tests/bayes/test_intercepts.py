@@ -24,8 +24,8 @@ def test_conditional_equals_gaussian_conditioning(seed_panel, seed_stats, model)
     mean, sd = conditional(model, region_data(stats), q, priors)
     mask = np.asarray(seed_panel.mask[0])
     region = np.asarray(seed_panel.region[0])[mask]
-    x = np.asarray(seed_panel.ad_spend[0])[mask]
-    y = np.asarray(seed_panel.profit[0])[mask]
+    x = np.asarray(seed_panel.x[0, :, 0])[mask]
+    y = np.asarray(seed_panel.y[0])[mask]
     xbar = np.asarray(region_data(stats).xbar)
     sa = priors.alpha_scale if model == "fe" else q["sigma_a"]
     for r in (0, 3, 9):

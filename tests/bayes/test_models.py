@@ -26,8 +26,8 @@ def test_padding_is_masked_out(seed_panel, model):
     """Padded observations (mask False) change neither the density nor the region means."""
     mask = np.asarray(seed_panel.mask[0])
     region = np.asarray(seed_panel.region[0])
-    x = np.asarray(seed_panel.ad_spend[0])
-    y = np.asarray(seed_panel.profit[0])
+    x = np.asarray(seed_panel.x[0, :, 0])
+    y = np.asarray(seed_panel.y[0])
     r = seed_panel.n_regions
     fn = functools.partial(MODELS[model], n_regions=r)
     params = {k: jnp.asarray(v) for k, v in PARAMS.items()}

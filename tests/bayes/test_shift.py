@@ -21,6 +21,8 @@ entries of 1e18 beside entries of 1.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,10 +48,13 @@ def shifted_panels(panel, c: float, which: str):
         moved = jnp.where(mask, a + c, 0.0)
         return moved, jnp.where(mask, moved - c, 0.0)
 
-    x, y = panel.ad_spend, panel.profit
+    x, y = panel.x[..., 0], panel.y
     xs, x0 = move(x) if which in ("x", "xy") else (x, x)
     ys, y0 = move(y) if which in ("y", "xy") else (y, y)
-    return panel._replace(ad_spend=x0, profit=y0), panel._replace(ad_spend=xs, profit=ys)
+    return (
+        dataclasses.replace(panel, x=x0[..., None], y=y0),
+        dataclasses.replace(panel, x=xs[..., None], y=ys),
+    )
 
 
 def prior_options(c: float, which: str) -> tuple[dict, dict]:
