@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats as st
+from _panels import covariate_panel
 
 from mlmbias import ConfigError
 from mlmbias.bayes import collapsed as C
@@ -156,15 +157,7 @@ def large_panel(seed: int = 2025) -> pd.DataFrame:
     """p = 2, q = 1, 400 groups of 4 to 12 observations; group effects correlated
     with the x means (so that mundlak and re differ) and with z."""
     rng = np.random.default_rng(seed)
-    g = 400
-    sizes = rng.integers(4, 13, size=g)
-    codes = np.repeat(np.arange(g), sizes)
-    u = rng.normal(0.0, 2.0, g)
-    z = 0.6 * u + rng.normal(0.0, 1.0, g)
-    xbar = np.outer(u, [0.8, -0.5]) + rng.normal(0.0, 1.0, (g, 2))
-    x = xbar[codes] + rng.normal(0.0, 1.5, (len(codes), 2))
-    y = 2.0 + x @ [1.5, -0.7] + 1.2 * z[codes] + u[codes] + rng.normal(0.0, 1.0, len(codes))
-    return pd.DataFrame({"g": codes, "x0": x[:, 0], "x1": x[:, 1], "z0": z[codes], "y": y})
+    return covariate_panel(rng, rng.integers(4, 13, size=400)).drop(columns="t")
 
 
 FIT_METHODS = ["bayes-mundlak", "mundlak-reml", "bayes-re", "re-reml"]

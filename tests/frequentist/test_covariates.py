@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import scipy.stats as st
 import statsmodels.formula.api as smf
+from _panels import covariate_panel
 from frequentist.reference import (
     CLOSED_FORM_RTOL,
     LEVEL,
@@ -80,14 +81,7 @@ def simulated_panel(seed: int) -> pd.DataFrame:
     sizes = rng.integers(1, 9, size=g)
     sizes[:2] = 1  # singletons
     sizes[2] = 8
-    codes = np.repeat(np.arange(g), sizes)
-    u = rng.normal(0.0, 2.0, g)
-    z = 0.6 * u + rng.normal(0.0, 1.0, g)
-    xbar = np.outer(u, [0.8, -0.5]) + rng.normal(0.0, 1.0, (g, 2))
-    x = xbar[codes] + rng.normal(0.0, 1.5, (len(codes), 2))
-    y = 2.0 + x @ [1.5, -0.7] + 1.2 * z[codes] + u[codes] + rng.normal(0.0, 1.0, len(codes))
-    t = np.concatenate([np.arange(s) for s in sizes])
-    return pd.DataFrame({"g": codes, "t": t, "x0": x[:, 0], "x1": x[:, 1], "z0": z[codes], "y": y})
+    return covariate_panel(rng, sizes)
 
 
 def _stats(frame: pd.DataFrame, x, z, n_groups: int | None = None) -> GroupStats:
