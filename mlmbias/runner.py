@@ -247,6 +247,12 @@ def fit_unit(
     }
     frames = []
     for (estimand, term), columns in output_items(spec.name, out):
+        clash = sorted(set(columns) & (set(base) | {"estimand", "term", "truth"}))
+        if clash:  # a diagnostic must never overwrite a condition field or a key
+            raise ValueError(
+                f"method '{spec.name}' returns a column '{clash[0]}' that is also a column "
+                f"of every row (a field of scenario '{dgp.name}' or a key); rename it"
+            )
         cols = {k: np.asarray(v)[:n] for k, v in columns.items()}
         name = terms.get(term, term)
         truth = float(truths.get((estimand, name), np.nan))

@@ -174,3 +174,24 @@ def test_register_method_in_process_and_its_checks():
         name, fn = args.pop("name"), args.pop("fn")
         with pytest.raises(ConfigError, match=message):
             mlmbias.register_method(name, fn, **args)
+
+
+def test_a_method_column_never_overwrites_a_condition_field(tmp_path):
+    """A diagnostic named like a scenario field (here the seed's ``confounding``)
+    would silently replace the condition's value in every row: the batch fails
+    with a message that names the column instead."""
+
+    def fit(batch, level, options):
+        est = np.zeros(len(batch.keys))
+        cols = {"estimate": est, "se": est + 1, "lower": est - 1, "upper": est + 1}
+        return {("beta", "x0"): {**cols, "p_value": est, "flag": est, "confounding": est}}
+
+    mlmbias.register_method("clashing", fit, estimands=["beta"])
+    try:
+        summary = mlmbias.run_study(
+            Study(methods=["clashing"], replications=3), tmp_path, quiet=True
+        )
+    finally:
+        mlmbias.unregister("clashing")
+    assert summary.ran == 0 and len(summary.failures) == 1
+    assert "returns a column 'confounding'" in summary.failures[0]["message"]

@@ -32,9 +32,9 @@ With p within-varying covariates the tests are of the p x coefficients:
 
 Each reports one row, ("test", ""): ``estimate`` is the statistic, ``df`` its
 degrees of freedom p. Diagnostics: for p = 1 ``contrast`` (b_FE - b_RE) and
-``var_diff`` (V_FE - V_RE), and ``contextual`` (gamma) for the robust test; for
+``var_diff`` (V_FE - V_RE), and ``gamma`` (the contextual effect) for the robust test; for
 p > 1 ``var_diff`` is the smallest eigenvalue of the scaled V_FE - V_RE (its
-sign decides definiteness), and ``contrast`` and ``contextual``, vectors there,
+sign decides definiteness), and ``contrast`` and ``gamma``, vectors there,
 are NaN.
 """
 
@@ -132,7 +132,7 @@ def _hausman_robust(stats: GroupStats) -> dict:
     else:
         statistic, _, _ = quadratic_form(gamma, cov[gs, gs])
         shown = jnp.asarray(jnp.nan)
-    return {TEST: chi2_test(statistic, k, fit.flag, contextual=shown)}
+    return {TEST: chi2_test(statistic, k, fit.flag, gamma=shown)}
 
 
 hausman = batch_method(_hausman)

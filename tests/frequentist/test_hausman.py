@@ -75,7 +75,7 @@ def test_robust_matches_clustered_mundlak_wald(reference):
         what = f"hausman-robust rep {i} ({reference.labels[i]})"
         assert_close(got["estimate"], wald, CLOSED_FORM_RTOL, what)
         assert_close(got["p_value"], st.chi2.sf(wald, 1), 1e-8, what)
-        assert_close(got["contextual"], res.params["xbar"], CLOSED_FORM_RTOL, what)
+        assert_close(got["gamma"], res.params["xbar"], CLOSED_FORM_RTOL, what)
         assert got["df"] == 1
 
 
