@@ -554,11 +554,9 @@ def coefficient_covariance(post: CoefficientPosterior) -> jax.Array:
     """Posterior covariance of theta, T Lambda^-1 T'."""
     if isinstance(post.centring, GeneralCentring):
         t = _general_transform(post.centring)
-        cov_c = linalg.cho_solve(post.chol, jnp.eye(post.chol.shape[-1]))
-        return t @ cov_c @ t.T
-    t = _transform(post.centring)
-    cov_c = jax.scipy.linalg.cho_solve((post.chol, True), jnp.eye(post.chol.shape[-1]))
-    return t @ cov_c @ t.T
+    else:
+        t = _transform(post.centring)
+    return t @ coefficient_covariance_centred(post) @ t.T
 
 
 def coefficient_covariance_centred(post: CoefficientPosterior) -> jax.Array:

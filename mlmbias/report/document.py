@@ -15,7 +15,7 @@ from mlmbias import store
 from mlmbias.errors import ConfigError
 from mlmbias.registry import methods as registered
 from mlmbias.report import figures as fig
-from mlmbias.report.layout import Layout, layout, title
+from mlmbias.report.layout import Layout, label_terms, layout, title
 from mlmbias.report.measures import performance
 from mlmbias.scenarios import DEFAULT, Scenario, get_scenario
 from mlmbias.simulate import simulate_condition, to_frame
@@ -50,12 +50,9 @@ def measure_table(
     """Methods by the grid's x factor (:mod:`mlmbias.report.layout`), one block per
     combination of the other factors: 'est (mcse)'."""
     lay = lay or Layout(None, (), (), ())
-    s = summary[(summary.stat == stat) & (summary.estimand == estimand)].copy()
+    s = label_terms(summary[(summary.stat == stat) & (summary.estimand == estimand)].copy())
     if s.empty:
         return "_not available for these methods_"
-    if "term" in s and s.groupby("method")["term"].nunique().max() > 1:
-        # several covariates: one row per method and term
-        s["method"] = s["method"] + " (" + s["term"].astype(str) + ")"
     s["cell"] = [_cell(e, m) for e, m in zip(s.est, s.mcse, strict=True)]
     blocks = []
     for combo in lay.combos():

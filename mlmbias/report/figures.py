@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
-from mlmbias.report.layout import Layout  # noqa: E402
+from mlmbias.report.layout import Layout, label_terms  # noqa: E402
 from mlmbias.report.layout import title as layout_title  # noqa: E402
 
 RANDOM_INTERCEPT = ("bayes-re", "re-reml", "re-fgls", "re-ml")
@@ -170,11 +170,9 @@ def _by_factor(
     """One panel per combination of the grid's other factors, the x factor on the
     x axis (log scale for n_regions), a line per method (and term, with several)."""
     lay = lay or Layout(None, (), (), ())
-    s = _stat(summary, stat).copy()
+    s = label_terms(_stat(summary, stat).copy())
     if s.empty:
         return None
-    if "term" in s and s.groupby("method")["term"].nunique().max() > 1:
-        s["method"] = s["method"] + " (" + s["term"].astype(str) + ")"
     combos = [c for c in lay.combos() if not lay.select(s, c).empty]
     colors = _method_color(s.method.unique())
     fig, axes = plt.subplots(1, len(combos), figsize=(6.5 * len(combos), 4.8), squeeze=False)

@@ -64,3 +64,11 @@ def layout(study: dict) -> Layout:
     x = "n_regions" if "n_regions" in top else top[0]
     panels = tuple(k for k in grid if k != x and len(grid[k]) > 1)
     return Layout(x, grid[x], panels, tuple(grid[k] for k in panels))
+
+
+def label_terms(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``method`` read "method (term)" when a method has several
+    terms (several covariates), so that each term gets its own row or line."""
+    if "term" in frame and frame.groupby("method")["term"].nunique().max() > 1:
+        frame = frame.assign(method=frame["method"] + " (" + frame["term"].astype(str) + ")")
+    return frame

@@ -31,6 +31,7 @@ and docs/design.md for how a scenario flows through a study.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -94,8 +95,9 @@ def _knob_of(f: dataclasses.Field) -> Knob:
 
 
 @dataclass(frozen=True)
-class Scenario:
-    """Base class of scenarios; see the module docstring."""
+class Scenario(abc.ABC):
+    """Base class of scenarios; see the module docstring. A subclass that lacks
+    ``simulate`` or ``obs_bound`` cannot be instantiated (nor registered)."""
 
     name: ClassVar[str] = ""
     x_names: ClassVar[tuple[str, ...]] = ()
@@ -147,14 +149,16 @@ class Scenario:
 
     # ------------------------------------------------------------------ to override
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 (optional hook: most scenarios need none)
         """Constraints across fields; call ``self.fail(message)`` when one is broken."""
 
+    @abc.abstractmethod
     def simulate(self, key: jax.Array, max_obs: int):  # -> Panel
-        raise NotImplementedError
+        """One replication, padded to ``max_obs`` (see the module docstring)."""
 
+    @abc.abstractmethod
     def obs_bound(self) -> int:
-        raise NotImplementedError
+        """A padding bound a draw exceeds with negligible probability."""
 
     def min_obs(self) -> int:
         """The fewest observations a replication can have (``max_obs`` must reach it)."""
