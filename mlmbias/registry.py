@@ -50,6 +50,11 @@ class MethodSpec:
     target: str | FitFn  # the batch fit function, or "module:function" naming it
     estimands: tuple[str, ...]  # in output order; each has one key per term it estimates
     description: str
+    family: str = ""  # one of FAMILIES; left empty, inferred by infer_family
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", infer_family(self.name, self.kind, self.estimands))
 
     def load(self) -> FitFn:
         if callable(self.target):
@@ -59,6 +64,41 @@ class MethodSpec:
 
 
 KINDS = ("frequentist", "bayes")
+
+# The families the report groups methods by (one colour each), in legend order.
+FAMILIES = (
+    "pooled/between",
+    "fixed effects",
+    "random effects",
+    "Mundlak",
+    "tests",
+    "Bayesian",
+    "other",
+)
+_PREFIXES = (  # name prefix -> family, for methods registered without one
+    ("bayes-", "Bayesian"),
+    ("hausman", "tests"),
+    ("mundlak", "Mundlak"),
+    ("rewb", "Mundlak"),
+    ("re-", "random effects"),
+    ("fe-", "fixed effects"),
+    ("pooled", "pooled/between"),
+    ("between", "pooled/between"),
+)
+
+
+def infer_family(name: str, kind: str, estimands: Sequence[str]) -> str:
+    """The family of a method registered without one: Bayesian for kind "bayes",
+    tests for a method whose only estimand is "test", else by its name
+    ("fe"/"fe-*", "re-*", "pooled*"/"between*", "mundlak*", "hausman*",
+    "bayes-*"), else "other"."""
+    if kind == "bayes":
+        return "Bayesian"
+    if tuple(estimands) == ("test",):
+        return "tests"
+    if name == "fe":
+        return "fixed effects"
+    return next((fam for prefix, fam in _PREFIXES if name.startswith(prefix)), "other")
 
 
 # Packages whose ``METHOD_SPECS`` list the methods they implement.
@@ -90,6 +130,7 @@ def register_method(
     estimands: Sequence[str],
     kind: str = "frequentist",
     description: str = "",
+    family: str = "",
 ) -> MethodSpec:
     """Register ``fn`` as the method ``name``, for studies, ``fit`` and the CLI.
 
@@ -101,7 +142,9 @@ def register_method(
     study (``[bayes] replications``, ``batch_size``, and the ``[bayes]`` table as
     ``options``). Registering a name again with another function is an error
     (unregister it first); with the same function it changes nothing, so a
-    plugin may be imported twice.
+    plugin may be imported twice. ``family`` groups it in the report's figures
+    (one colour per family): one of :data:`FAMILIES`; left out, it is inferred
+    by :func:`infer_family` ("other" when nothing fits).
     """
     if not isinstance(name, str) or not name or any(c.isspace() or c in ",/" for c in name):
         raise ConfigError(f"a method name must be one word without ',' or '/', got {name!r}")
@@ -115,10 +158,14 @@ def register_method(
         raise ConfigError(f"method '{name}': estimands must be a list of names, got {estimands!r}")
     if kind not in KINDS:
         raise ConfigError(f"method '{name}': kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if family and family not in FAMILIES:
+        raise ConfigError(
+            f"method '{name}': family must be one of {', '.join(FAMILIES)}, got {family!r}"
+        )
     old = methods().get(name)
     if old is not None and old.target is not fn:
         raise ConfigError(f"a method '{name}' is already registered; unregister it first")
-    return register(MethodSpec(name, kind, fn, tuple(estimands), description))
+    return register(MethodSpec(name, kind, fn, tuple(estimands), description, family))
 
 
 def unregister(name: str) -> None:

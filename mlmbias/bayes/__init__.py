@@ -25,6 +25,7 @@ METHOD_SPECS: list[MethodSpec] = [
         "mlmbias.bayes.methods:fit_pooled",
         _ESTIMANDS_BETA,
         "Bayesian pooled regression: one intercept for all regions",
+        family="Bayesian",
     ),
     MethodSpec(
         "bayes-fe",
@@ -32,6 +33,7 @@ METHOD_SPECS: list[MethodSpec] = [
         "mlmbias.bayes.methods:fit_fe",
         _ESTIMANDS_BETA,
         "Bayesian dummy-variable model: independent region intercepts, wide fixed prior",
+        family="Bayesian",
     ),
     MethodSpec(
         "bayes-re",
@@ -39,6 +41,7 @@ METHOD_SPECS: list[MethodSpec] = [
         "mlmbias.bayes.methods:fit_re",
         _ESTIMANDS_BETA,
         "Bayesian random intercepts (the seed's naive model)",
+        family="Bayesian",
     ),
     MethodSpec(
         "bayes-mundlak",
@@ -46,6 +49,7 @@ METHOD_SPECS: list[MethodSpec] = [
         "mlmbias.bayes.methods:fit_mundlak",
         _ESTIMANDS_CONTEXT,
         "Bayesian random intercepts plus the region means of the x (contextual effects)",
+        family="Bayesian",
     ),
     MethodSpec(
         "bayes-rewb",
@@ -53,5 +57,6 @@ METHOD_SPECS: list[MethodSpec] = [
         "mlmbias.bayes.methods:fit_rewb",
         _ESTIMANDS_CONTEXT,
         "Bayesian within-between model: region-mean-centred ad spend plus the region mean",
+        family="Bayesian",
     ),
 ]

@@ -23,6 +23,7 @@ METHOD_SPECS: list[MethodSpec] = [
         ("beta",),
         "pooled OLS of y on 1, x, z ignoring regions, classical SE, t(N-K) interval "
         "(linearmodels PooledOLS)",
+        family="pooled/between",
     ),
     MethodSpec(
         "pooled-cluster",
@@ -30,6 +31,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.ols:pooled_cluster",
         ("beta",),
         "pooled OLS, CR1 SE clustered by region, t(N-K) interval",
+        family="pooled/between",
     ),
     MethodSpec(
         "between",
@@ -37,6 +39,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.ols:between",
         ("beta",),
         "OLS on region means (1, xbar, z), t(G-K) interval (linearmodels BetweenOLS)",
+        family="pooled/between",
     ),
     MethodSpec(
         "fe",
@@ -44,6 +47,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.within:fe",
         ("beta",),
         "fixed effects (within; z absorbed), classical SE with N-G-p df, t interval (PanelOLS)",
+        family="fixed effects",
     ),
     MethodSpec(
         "fe-cluster",
@@ -51,6 +55,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.within:fe_cluster",
         ("beta",),
         "fixed effects, CR1 SE clustered by region (Stata/linearmodels factor), t interval",
+        family="fixed effects",
     ),
     MethodSpec(
         "re-fgls",
@@ -58,6 +63,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.random_effects:re_fgls",
         ("beta",),
         "random intercepts, Swamy-Arora FGLS as linearmodels RandomEffects, t(N-K) interval",
+        family="random effects",
     ),
     MethodSpec(
         "re-reml",
@@ -65,6 +71,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.random_effects:re_reml",
         ("beta",),
         "random intercepts by REML (statsmodels MixedLM), lme4 vcov, z interval",
+        family="random effects",
     ),
     MethodSpec(
         "re-ml",
@@ -72,6 +79,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.random_effects:re_ml",
         ("beta",),
         "random intercepts by ML (statsmodels MixedLM), lme4 vcov, z interval",
+        family="random effects",
     ),
     MethodSpec(
         "mundlak-fgls",
@@ -79,6 +87,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.mundlak:mundlak_fgls",
         ("beta", "contextual"),
         "random intercepts + region means of x, Swamy-Arora FGLS, t(N-K) intervals",
+        family="Mundlak",
     ),
     MethodSpec(
         "mundlak-reml",
@@ -86,6 +95,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.mundlak:mundlak_reml",
         ("beta", "contextual"),
         "random intercepts + region means of x by REML, lme4 vcov, z intervals",
+        family="Mundlak",
     ),
     MethodSpec(
         "hausman",
@@ -93,6 +103,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.hausman:hausman",
         ("test",),
         "classic Hausman test FE vs RE (Stata's default), chi2(p)",
+        family="tests",
     ),
     MethodSpec(
         "hausman-sigmamore",
@@ -100,6 +111,7 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.hausman:hausman_sigmamore",
         ("test",),
         "Hausman test FE vs RE with the RE disturbance variance in both (Stata's sigmamore)",
+        family="tests",
     ),
     MethodSpec(
         "hausman-robust",
@@ -107,5 +119,6 @@ METHOD_SPECS: list[MethodSpec] = [
         f"{_P}.hausman:hausman_robust",
         ("test",),
         "Wald test of the Mundlak terms, CR1 covariance clustered by region, chi2(p)",
+        family="tests",
     ),
 ]

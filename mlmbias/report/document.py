@@ -271,19 +271,22 @@ def write_report(
 
     made: dict[str, Path | None] = {}
     lay = layout(study)
+    note = fig.truth_note(results)
     seed = base_scenario(study).name == "seed"
     if seed:  # the seed's own figures
         df, dgp = seed_dataset(study)
         made["data"] = fig.data_plot(df, figdir, dgp.beta)
-        made["intervals"] = fig.interval_plot(results, figdir, level)
-        made["comparison"] = fig.comparison_plot(results, figdir, level)
         made["pair"] = fig.pair_plot(pair_draws, figdir, dgp.beta) if pair_draws else None
-        made["zip"] = fig.zip_plot(results, figdir, level)
-        made["rejection"] = fig.rejection_plot(summary, figdir, alpha)
-        made["dag"] = fig.dag_plot(figdir, dgp)
-    made["bias"] = fig.bias_plot(summary, figdir, lay)
-    made["coverage"] = fig.coverage_plot(summary, figdir, level, lay)
+        made["dag"] = fig.dag_plot(figdir, dgp, study.get("grid"))
+    made["intervals"] = fig.interval_plot(results, figdir, level, lay)
+    made["comparison"] = fig.comparison_plot(results, figdir, level, lay)
+    made["zip"] = fig.zip_plot(results, figdir, level, lay)
+    made["rejection"] = fig.rejection_plot(summary, figdir, alpha, lay)
+    made["bias"] = fig.bias_plot(summary, figdir, lay, note)
+    made["coverage"] = fig.coverage_plot(summary, figdir, level, lay, note)
     made["width"] = fig.width_plot(summary, figdir, lay)
+    if len(lay.panels) >= 2:
+        made["nested"] = fig.nested_loop_plot(summary, figdir, level, lay, note)
 
     methods = list(dict.fromkeys(results.method))
     reps = results.groupby("kind").rep.nunique().to_dict() if "kind" in results else {}
@@ -295,6 +298,8 @@ def write_report(
     )
 
     def img(key: str, caption: str) -> str:
+        if key == "nested" and key not in made:
+            return ""
         if key not in made:
             return f"_{caption}: drawn for the seed scenario only._"
         path = made.get(key)
@@ -303,6 +308,12 @@ def write_report(
         rel = os.path.relpath(path, folder)
         return f"![{caption}]({rel})\n\n*{caption}*"
 
+    x_name = lay.x or "the condition"
+    nested_caption = (
+        "Nested-loop plot: every condition, ordered by "
+        + ", then ".join((*lay.panels, lay.x or ""))
+        + "; the factors' levels as steps beneath"
+    )
     failures = store.read_errors(folder)
     failure_text = (
         "\n".join(
@@ -341,6 +352,8 @@ The long table of every measure is `summary.csv`.
 
 {img("width", "Mean interval width")}
 
+{img("nested", nested_caption)}
+
 ## Empirical SE and model SE of beta
 
 Empirical SE:
@@ -361,19 +374,21 @@ The seed's red flag, |posterior corr(beta, sigma_a)| > {corr_threshold:g}:
 
 {measure_table(summary, "flag_rate", lay=lay)}
 
-{img("rejection", "Rejection rate against confounding strength")}
+{img("rejection", f"Rejection rates against {x_name}")}
+
+## Intervals of single replications
+
+{img("intervals", f"Random-effects intervals by {x_name}")}
+
+{img("comparison", "Random-effects against Mundlak intervals")}
+
+{img("zip", "Zip plot of the intervals")}
 
 ## The seed's figures
 
 {img("data", "Ad spend against profit by region, pooled and within-region fits")}
 
-{img("intervals", "Random-intercept intervals by number of regions")}
-
-{img("comparison", "Random-intercept against Mundlak intervals")}
-
 {img("pair", "Posterior draws of beta against sigma_a")}
-
-{img("zip", "Zip plot of the intervals")}
 
 ## Convergence and failures
 

@@ -7,6 +7,7 @@ needs (the report then says which figure was skipped and why).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,13 +19,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
+from mlmbias.report import styles  # noqa: E402
 from mlmbias.report.layout import Layout, label_terms  # noqa: E402
 from mlmbias.report.layout import title as layout_title  # noqa: E402
+from mlmbias.report.styles import ordered  # noqa: E402
 
-RANDOM_INTERCEPT = ("bayes-re", "re-reml", "re-fgls", "re-ml")
-MUNDLAK = ("bayes-mundlak", "mundlak-reml", "mundlak-fgls")
-TESTS = ("hausman", "hausman-sigmamore", "hausman-robust")
-COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+REGION_COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def _save(fig: plt.Figure, folder: Path, name: str) -> Path:
@@ -36,12 +36,24 @@ def _save(fig: plt.Figure, folder: Path, name: str) -> Path:
     return png
 
 
-def _first_present(methods: Sequence[str], present: Sequence[str]) -> str | None:
-    return next((m for m in methods if m in set(present)), None)
+def first_of_family(present: Sequence[str], family: str) -> str | None:
+    """The first method of ``family`` (registry order) among ``present``."""
+    return next((m for m in ordered(present) if styles.family(m) == family), None)
 
 
-def _method_color(methods: Sequence[str]) -> dict[str, str]:
-    return {m: COLORS[i % len(COLORS)] for i, m in enumerate(sorted(methods))}
+def _fmt(v) -> str:
+    numeric = isinstance(v, int | float | np.number) and not isinstance(v, bool)
+    return f"{v:g}" if numeric else str(v)
+
+
+def _showcase(lay: Layout, frame: pd.DataFrame) -> dict:
+    """The panel a single-condition figure shows: each panel factor at its largest
+    value (the seed's strongest confounding), as {factor: value}."""
+    combo = {}
+    for k, values in zip(lay.panels, lay.panel_values, strict=True):
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        combo[k] = max(values) if numeric else values[-1]
+    return combo if not lay.select(frame, combo).empty else {}
 
 
 # --------------------------------------------------------------------------- seed figures
@@ -56,7 +68,7 @@ def data_plot(df: pd.DataFrame, folder: Path, beta: float) -> Path:
     beta_fe = float((xd * yd).sum() / (xd**2).sum())
     for i, r in enumerate(regions):
         g = df[df.region == r]
-        c = COLORS[i % len(COLORS)]
+        c = REGION_COLOURS[i % len(REGION_COLOURS)]
         ax.scatter(g.ad_spend, g.profit, s=18, color=c, alpha=0.8)
         xs = np.linspace(g.ad_spend.min(), g.ad_spend.max(), 2)
         ax.plot(xs, g.profit.mean() + beta_fe * (xs - g.ad_spend.mean()), color=c, lw=1.2)
@@ -73,53 +85,76 @@ def data_plot(df: pd.DataFrame, folder: Path, beta: float) -> Path:
     return _save(fig, folder, "01_data")
 
 
-def _interval_panel(ax, rows: pd.DataFrame, truth: float, n_show: int, title: str) -> None:
-    levels = sorted(rows.n_regions.unique())
-    for i, r in enumerate(levels):
-        g = rows[rows.n_regions == r].sort_values("rep").head(n_show)
+def _x_levels(rows: pd.DataFrame, x: str | None) -> list:
+    return sorted(rows[x].unique()) if x else [None]
+
+
+def _interval_panel(ax, rows: pd.DataFrame, x: str | None, n_show: int, title: str) -> None:
+    """Each replication's interval (red = misses its truth) at each level of ``x``."""
+    levels = _x_levels(rows, x)
+    for i, v in enumerate(levels):
+        g = rows if x is None else rows[rows[x] == v]
+        g = g.sort_values("rep").head(n_show)
         offs = i + np.linspace(-0.35, 0.35, len(g)) if len(g) > 1 else np.array([i])
-        covers = (g.lower <= truth) & (truth <= g.upper)
+        covers = (g.lower <= g.truth) & (g.truth <= g.upper)
         for o, (_, row), c in zip(offs, g.iterrows(), covers, strict=True):
             ax.plot([o, o], [row.lower, row.upper], color="C0" if c else "C3", lw=1.2)
             ax.plot(o, row.estimate, "o", ms=2.5, color="k")
-    ax.axhline(truth, ls="--", color="k", lw=1)
-    ax.set_xticks(range(len(levels)), [str(r) for r in levels])
-    ax.set(xlabel="number of regions", ylabel="beta", title=title)
+        for t in g.truth.unique():
+            ax.plot([i - 0.45, i + 0.45], [t, t], ls="--", color="k", lw=1)
+    ax.set_xticks(range(len(levels)), ["the condition" if v is None else _fmt(v) for v in levels])
+    ax.set(xlabel=x or "", ylabel="beta (dashed: the truth)", title=title)
 
 
-def interval_plot(results: pd.DataFrame, folder: Path, level: float, n_show: int = 20):
-    """2. Each replication's interval for beta by number of regions, random intercepts."""
-    method = _first_present(RANDOM_INTERCEPT, results.method.unique())
+def _beta_rows(results: pd.DataFrame, method: str, lay: Layout, combo: dict) -> pd.DataFrame:
+    rows = results[(results.method == method) & (results.estimand == "beta")]
+    rows = lay.select(rows, combo)
+    if "term" in rows and rows.term.nunique() > 1:
+        rows = rows[rows.term == sorted(rows.term.unique())[0]]
+    return rows[np.isfinite(rows.truth)] if "truth" in rows else rows.iloc[:0]
+
+
+def interval_plot(
+    results: pd.DataFrame, folder: Path, level: float, lay: Layout | None = None, n_show: int = 20
+):
+    """2. Each replication's interval for beta by the grid's x factor, the first
+    random-effects method of the study."""
+    lay = lay or Layout(None, (), (), ())
+    method = first_of_family(results.method.unique(), "random effects")
     if method is None:
         return None
-    rows = _beta_rows(results, method, confounding=results.confounding.max())
+    combo = _showcase(lay, results)
+    rows = _beta_rows(results, method, lay, combo)
+    if rows.empty:
+        return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    where = f" ({layout_title(combo)})" if combo else ""
     _interval_panel(
         ax,
         rows,
-        float(rows.beta.iloc[0]),
+        lay.x,
         n_show,
-        f"{method}: {level:.0%} intervals for beta, first {n_show} replications "
-        f"(confounding {rows.confounding.iloc[0]:g}); red = misses the truth",
+        f"{method}: {level:.0%} intervals for beta, first {n_show} replications{where}; "
+        "red = misses the truth",
     )
     return _save(fig, folder, "02_intervals_random_intercept")
 
 
-def comparison_plot(results: pd.DataFrame, folder: Path, level: float, n_show: int = 20):
-    """3. Random-intercept against Mundlak intervals side by side."""
+def comparison_plot(
+    results: pd.DataFrame, folder: Path, level: float, lay: Layout | None = None, n_show: int = 20
+):
+    """3. The first random-effects method's intervals against the first Mundlak method's."""
+    lay = lay or Layout(None, (), (), ())
     present = results.method.unique()
-    pair = [_first_present(RANDOM_INTERCEPT, present), _first_present(MUNDLAK, present)]
+    pair = [first_of_family(present, "random effects"), first_of_family(present, "Mundlak")]
     if None in pair:
         return None
-    conf = results.confounding.max()
+    combo = _showcase(lay, results)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for ax, method in zip(axes, pair, strict=True):
-        rows = _beta_rows(results, method, confounding=conf)
-        _interval_panel(ax, rows, float(rows.beta.iloc[0]), n_show, method)
-    fig.suptitle(
-        f"{level:.0%} intervals for beta, confounding {conf:g}: random intercepts "
-        "(left) vs Mundlak (right)"
-    )
+        _interval_panel(ax, _beta_rows(results, method, lay, combo), lay.x, n_show, method)
+    where = f", {layout_title(combo)}" if combo else ""
+    fig.suptitle(f"{level:.0%} intervals for beta{where}: random effects (left) vs Mundlak (right)")
     return _save(fig, folder, "03_compare_re_mundlak")
 
 
@@ -129,7 +164,7 @@ def pair_plot(draws: dict[str, dict[str, np.ndarray]], folder: Path, beta: float
     axes = np.atleast_1d(axes)
     for ax, (method, d) in zip(axes, draws.items(), strict=True):
         b, s = np.ravel(d["beta"]), np.ravel(d["sigma_a"])
-        ax.scatter(s, b, s=3, alpha=0.25)
+        ax.scatter(s, b, s=3, alpha=0.25, color=styles.style(method).colour)
         corr = np.corrcoef(b, s)[0, 1]
         ax.axhline(beta, ls="--", color="k", lw=1)
         ax.set(
@@ -137,105 +172,128 @@ def pair_plot(draws: dict[str, dict[str, np.ndarray]], folder: Path, beta: float
             ylabel="beta",
             title=f"{method}: corr(beta, sigma_a) = {corr:.2f}",
         )
-    fig.suptitle("Posterior draws on one dataset (true beta dashed)")
+    fig.suptitle(f"Posterior draws on one dataset (true beta = {beta:g}, dashed)")
     return _save(fig, folder, "04_pair_beta_sigma_a")
-
-
-def _beta_rows(results: pd.DataFrame, method: str, confounding: float) -> pd.DataFrame:
-    sel = (
-        (results.method == method)
-        & (results.estimand == "beta")
-        & np.isclose(results.confounding, confounding)
-    )
-    return results[sel]
 
 
 # --------------------------------------------------------------------------- measures
 
 
-def _stat(summary: pd.DataFrame, stat: str, estimand: str = "beta") -> pd.DataFrame:
-    return summary[(summary.stat == stat) & (summary.estimand == estimand)]
+def _stat(summary: pd.DataFrame, stat: str, estimand: str | None = "beta") -> pd.DataFrame:
+    s = summary[summary.stat == stat]
+    return s if estimand is None else s[s.estimand == estimand]
+
+
+def _x_positions(lay: Layout, g: pd.DataFrame, ticks: list, numeric: bool) -> np.ndarray:
+    if lay.x is None:
+        return np.zeros(len(g))
+    if lay.log_x:
+        return np.log10(g[lay.x].to_numpy(float))
+    if numeric:
+        return g[lay.x].to_numpy(float)
+    return np.array([ticks.index(v) for v in g[lay.x]], float)
 
 
 def _by_factor(
-    summary: pd.DataFrame,
-    stat: str,
+    s: pd.DataFrame,
     folder: Path,
     name: str,
     ylabel: str,
     title: str,
     lay: Layout | None,
     reference=None,
+    ylim=None,
 ) -> Path | None:
     """One panel per combination of the grid's other factors, the x factor on the
-    x axis (log scale for n_regions), a line per method (and term, with several)."""
+    x axis (log scale for n_regions), a line per method (and term, with several)
+    in the method's style (:mod:`mlmbias.report.styles`)."""
     lay = lay or Layout(None, (), (), ())
-    s = label_terms(_stat(summary, stat).copy())
+    s = label_terms(s.copy())
     if s.empty:
         return None
     combos = [c for c in lay.combos() if not lay.select(s, c).empty]
-    colors = _method_color(s.method.unique())
-    fig, axes = plt.subplots(1, len(combos), figsize=(6.5 * len(combos), 4.8), squeeze=False)
+    look = styles.styles(s.method.unique())
+    ncol = min(len(combos), 3)
+    nrow = -(-len(combos) // ncol)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(6.0 * ncol, 4.6 * nrow), squeeze=False, sharey=True
+    )
     numeric = lay.x is not None and pd.api.types.is_numeric_dtype(s[lay.x])
-    for ax, combo in zip(axes[0], combos, strict=True):
+    for ax, combo in zip(axes.ravel(), combos, strict=False):
         sub = lay.select(s, combo)
-        methods = sorted(sub.method.unique())
+        methods = ordered(sub.method.unique())
         jitter = np.linspace(-0.06, 0.06, len(methods)) if len(methods) > 1 else [0.0]
         ticks = sorted(sub[lay.x].unique()) if lay.x else [0]
+        span = (max(ticks) - min(ticks)) if numeric and not lay.log_x and len(ticks) > 1 else 1
         for j, m in zip(jitter, methods, strict=True):
             g = sub[sub.method == m]
-            if lay.x is None:
-                x = np.zeros(len(g))
-            else:
-                g = g.sort_values(lay.x)
-                if lay.log_x:
-                    x = np.log10(g[lay.x].to_numpy(float))
-                elif numeric:
-                    x = g[lay.x].to_numpy(float)
-                else:
-                    x = np.array([ticks.index(v) for v in g[lay.x]], float)
-            span = (max(ticks) - min(ticks)) if numeric and not lay.log_x and len(ticks) > 1 else 1
+            g = g.sort_values(lay.x) if lay.x else g
             ax.errorbar(
-                x + j * span,
+                _x_positions(lay, g, ticks, numeric) + j * span,
                 g.est,
                 yerr=2 * g.mcse.fillna(0),
-                marker="o",
-                ms=4,
+                ms=5,
                 capsize=2,
-                color=colors[m],
                 label=m,
+                **look[m].kwargs(),
             )
         if reference is not None:
             reference(ax, sub)
         if lay.x is None:
             ax.set_xticks([0], ["the condition"])
         elif lay.log_x:
-            ax.set_xticks(np.log10(ticks), [str(t) for t in ticks])
+            ax.set_xticks(np.log10(ticks), [_fmt(t) for t in ticks])
         elif not numeric:
             ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
-        xlabel = "number of regions" if lay.log_x else (lay.x or "")
-        ax.set(xlabel=xlabel, ylabel=ylabel, title=layout_title(combo))
-    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.set(xlabel=_axis_name(lay.x), ylabel=ylabel, title=layout_title(combo))
+        ax.tick_params(labelleft=True)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+    for ax in axes.ravel()[len(combos) :]:
+        ax.axis("off")
+    axes.ravel()[min(len(combos), ncol) - 1].legend(
+        fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="method"
+    )
     fig.suptitle(title)
     return _save(fig, folder, name)
 
 
-def bias_plot(summary: pd.DataFrame, folder: Path, lay: Layout | None = None):
+def _axis_name(factor: str | None) -> str:
+    """The x axis label: the factor's name, with the scale it is drawn on."""
+    if factor is None:
+        return ""
+    return f"{factor} (log scale)" if factor == "n_regions" else factor
+
+
+def truth_note(results: pd.DataFrame, estimand: str = "beta") -> str:
+    """ "; true beta of ad_spend = 1.5" from the results' truths (a range when the
+    grid varies them; "" without any): the figures' titles end with it."""
+    if "truth" not in results:
+        return ""
+    s = results[(results.estimand == estimand) & np.isfinite(results.truth)]
+    s = s.drop_duplicates(["term", "truth"]) if "term" in s else s.drop_duplicates(["truth"])
+    parts = []
+    for term, g in s.groupby("term", sort=True) if "term" in s else []:
+        lo, hi = g.truth.min(), g.truth.max()
+        value = f"{lo:g}" if lo == hi else f"{lo:g} to {hi:g}"
+        parts.append(f"{estimand} of {term} = {value}" if term else f"{estimand} = {value}")
+    return "; true " + ", ".join(parts) if parts else ""
+
+
+def bias_plot(summary: pd.DataFrame, folder: Path, lay: Layout | None = None, note: str = ""):
     """5. Bias of beta with +-2 MCSE bars against the grid's x factor."""
     return _by_factor(
-        summary,
-        "bias",
+        _stat(summary, "bias"),
         folder,
         "05_bias",
         "bias of beta (estimate - truth)",
-        "Bias of the within effect, +-2 Monte Carlo SE",
+        f"Bias of the within effect, +-2 Monte Carlo SE{note}",
         lay,
         reference=lambda ax, sub: ax.axhline(0, color="k", lw=1),
     )
 
 
-def coverage_plot(summary: pd.DataFrame, folder: Path, level: float, lay: Layout | None = None):
-    """6. Coverage against the grid's x factor, nominal level and its Monte Carlo band."""
+def _coverage_band(summary: pd.DataFrame, level: float):
     n = _stat(summary, "n_used")
 
     def band(ax, sub):
@@ -251,23 +309,28 @@ def coverage_plot(summary: pd.DataFrame, folder: Path, level: float, lay: Layout
                 label=f"nominal {level:.0%} +-2 MCSE",
             )
 
+    return band
+
+
+def coverage_plot(
+    summary: pd.DataFrame, folder: Path, level: float, lay: Layout | None = None, note: str = ""
+):
+    """6. Coverage against the grid's x factor, nominal level and its Monte Carlo band."""
     return _by_factor(
-        summary,
-        "cover",
+        _stat(summary, "cover"),
         folder,
         "06_coverage",
         "coverage of beta",
-        f"Coverage of {level:.0%} intervals for beta",
+        f"Coverage of {level:.0%} intervals for beta{note}",
         lay,
-        reference=band,
+        reference=_coverage_band(summary, level),
     )
 
 
 def width_plot(summary: pd.DataFrame, folder: Path, lay: Layout | None = None):
     """7. Mean interval width against the grid's x factor."""
     return _by_factor(
-        summary,
-        "width",
+        _stat(summary, "width"),
         folder,
         "07_width",
         "mean interval width",
@@ -276,16 +339,24 @@ def width_plot(summary: pd.DataFrame, folder: Path, lay: Layout | None = None):
     )
 
 
-def zip_plot(results: pd.DataFrame, folder: Path, level: float, n_regions=None, confounding=None):
-    """8. Zip plot (rsimsum): intervals ranked by the p-value of |estimate - truth| / SE."""
+def zip_plot(results: pd.DataFrame, folder: Path, level: float, lay: Layout | None = None):
+    """8. Zip plot (rsimsum): intervals ranked by the p-value of |estimate - truth| / SE,
+    in one condition: the x factor's middle level, the other factors at their largest."""
+    lay = lay or Layout(None, (), (), ())
     beta = results[(results.estimand == "beta") & np.isfinite(results.estimate)]
+    if "truth" not in beta:
+        return None
+    beta = beta[np.isfinite(beta.truth)]
     if beta.empty:
         return None
-    confounding = beta.confounding.max() if confounding is None else confounding
-    levels = sorted(beta.n_regions.unique())
-    n_regions = levels[len(levels) // 2] if n_regions is None else n_regions
-    beta = beta[np.isclose(beta.confounding, confounding) & (beta.n_regions == n_regions)]
-    methods = sorted(beta.method.unique())
+    combo = _showcase(lay, beta)
+    if lay.x is not None:
+        levels = sorted(beta[lay.x].unique())
+        combo = {lay.x: levels[len(levels) // 2], **combo}
+    beta = label_terms(lay.select(beta, combo))
+    methods = ordered(beta.method.unique())
+    if not methods:
+        return None
     ncol = min(4, len(methods))
     nrow = int(np.ceil(len(methods) / ncol))
     fig, axes = plt.subplots(
@@ -298,55 +369,140 @@ def zip_plot(results: pd.DataFrame, folder: Path, level: float, n_regions=None, 
     )
     for ax, m in zip(axes.ravel(), methods, strict=False):
         g = beta[beta.method == m]
-        truth = float(g.beta.iloc[0])
-        z = np.abs(g.estimate - truth) / g.se
+        z = np.abs(g.estimate - g.truth) / g.se
         rank = norm.cdf(z.to_numpy()).argsort().argsort() / max(len(g) - 1, 1) * 100
-        covers = ((g.lower <= truth) & (truth <= g.upper)).to_numpy()
+        covers = ((g.lower <= g.truth) & (g.truth <= g.upper)).to_numpy()
         for lo, hi, y, c in zip(g.lower, g.upper, rank, covers, strict=True):
             ax.plot([lo, hi], [y, y], color="C0" if c else "C3", lw=0.5, alpha=0.8)
-        ax.axvline(truth, color="k", lw=1)
+        ax.axvline(float(g.truth.iloc[0]), color="k", lw=1)
         ax.axhline(level * 100, color="k", ls=":", lw=1)
         ax.set(title=f"{m} (cover {covers.mean():.3f})", xlabel="interval for beta")
     for ax in axes[:, 0]:
         ax.set_ylabel("fractional centile of |z|")
     for ax in axes.ravel()[len(methods) :]:
         ax.axis("off")
-    fig.suptitle(
-        f"Zip plot: intervals ranked by |estimate - truth| / SE, R = {n_regions}, "
-        f"confounding {confounding:g} (red = miss)"
-    )
+    where = f", {layout_title(combo)}" if combo else ""
+    fig.suptitle(f"Zip plot: intervals ranked by |estimate - truth| / SE{where} (red = miss)")
     return _save(fig, folder, "08_zip")
 
 
-def rejection_plot(summary: pd.DataFrame, folder: Path, alpha: float):
-    """9. Rejection rate against confounding: Hausman tests and the correlation flag."""
-    rej = summary[
-        ((summary.stat == "rejection") & summary.method.isin(TESTS)) | (summary.stat == "flag_rate")
-    ]
+def rejection_plot(summary: pd.DataFrame, folder: Path, alpha: float, lay: Layout | None = None):
+    """9. Rejection rate of every test of the study (and the Bayesian red flag's
+    rate) against the grid's x factor."""
+    rej = pd.concat([_stat(summary, "rejection", None), _stat(summary, "flag_rate", None)])
     if rej.empty:
         return None
-    levels = sorted(rej.n_regions.unique())
-    fig, axes = plt.subplots(
-        1, len(levels), figsize=(4.5 * len(levels), 4), squeeze=False, sharey=True
+    flag = rej.stat == "flag_rate"
+    rej = rej.assign(method=rej.method.where(~flag, rej.method + " flag"), term="")
+
+    def line(ax, sub):
+        ax.axhline(alpha, color="k", ls=":", lw=1, label=f"alpha = {alpha:g}")
+
+    return _by_factor(
+        rej,
+        folder,
+        "09_rejection",
+        f"rejection rate (alpha = {alpha:g})",
+        "Rejection rates of the tests (size where their null holds, power where it does not); "
+        "'flag': |posterior corr(beta, sigma_a)| above the threshold",
+        lay,
+        reference=line,
+        ylim=(-0.02, 1.02),
     )
-    for ax, r in zip(axes[0], levels, strict=True):
-        sub = rej[rej.n_regions == r]
-        for key, g in sub.groupby(["method", "stat"]):
-            g = g.sort_values("confounding")
-            label = key[0] if key[1] == "rejection" else f"{key[0]} |corr(beta, sigma_a)| flag"
-            ax.errorbar(
-                g.confounding, g.est, yerr=2 * g.mcse, marker="o", ms=3, capsize=2, label=label
-            )
-        ax.axhline(alpha, color="k", ls=":", lw=1)
-        ax.set(xlabel="confounding slope", title=f"R = {r}", ylim=(-0.02, 1.02))
-    axes[0][0].set_ylabel(f"rejection rate (alpha = {alpha:g})")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Detecting the violated random-effects assumption: size at 0, power above")
-    return _save(fig, folder, "09_rejection")
 
 
-def dag_plot(folder: Path, dgp) -> Path:
-    """10. The DAG of the seed's data-generating process, labelled with ``dgp``'s values."""
+def nested_loop_plot(
+    summary: pd.DataFrame, folder: Path, level: float, lay: Layout | None = None, note: str = ""
+) -> Path | None:
+    """11. Nested-loop plot (Rücker & Schwarzer 2014, as rsimsum's ``nlp``): every
+    condition on one axis, ordered lexicographically by the panel factors (grid
+    order, the first outermost) and then the x factor; bias and coverage of each
+    method as a step line; the factors' levels as step lines beneath. Drawn when
+    the grid has more than two factors with several levels."""
+    lay = lay or Layout(None, (), (), ())
+    if lay.x is None or len(lay.panels) < 2:
+        return None
+    factors = (*lay.panels, lay.x)
+    levels = (*lay.panel_values, lay.x_values)
+    conditions = [dict(zip(factors, c, strict=True)) for c in itertools.product(*levels)]
+    measures = [
+        ("bias", "bias of beta", 0.0),
+        ("cover", f"coverage of {level:.0%} intervals", level),
+    ]
+    fig, axes = plt.subplots(
+        len(measures), 1, figsize=(max(8.0, 0.35 * len(conditions) + 4), 5.2 * len(measures)),
+        sharex=True, squeeze=False,
+    )  # fmt: skip
+    steps = np.arange(len(conditions) + 1) - 0.5
+    drawn = False
+    for ax, (stat, ylabel, ref) in zip(axes[:, 0], measures, strict=True):
+        s = label_terms(_stat(summary, stat).copy())
+        if s.empty:
+            ax.axis("off")
+            continue
+        drawn = True
+        look = styles.styles(s.method.unique())
+        values = []
+        for m in ordered(s.method.unique()):
+            g = s[s.method == m]
+            y = np.array([_value(lay, g, c) for c in conditions])
+            values.append(y)
+            ax.step(steps, np.append(y, y[-1]), where="post", lw=1.4, label=m,
+                    color=look[m].colour, linestyle=look[m].linestyle)  # fmt: skip
+            ax.plot(np.arange(len(conditions)), y, lw=0, ms=4, color=look[m].colour,
+                    marker=look[m].marker)  # fmt: skip
+        ax.axhline(ref, color="k", lw=1)
+        data = np.concatenate(values)
+        data = data[np.isfinite(data)]
+        lo, hi = (min(data.min(), ref), max(data.max(), ref)) if len(data) else (ref - 1, ref + 1)
+        span = hi - lo if hi > lo else 1.0
+        _factor_steps(ax, conditions, factors, levels, steps, lo, span)
+        ax.set(ylabel=ylabel)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="method")
+    if not drawn:
+        plt.close(fig)
+        return None
+    order = ", then ".join(factors)
+    axes[-1, 0].set_xlabel(f"condition, ordered by {order}")
+    axes[-1, 0].set_xticks(range(len(conditions)), [str(i + 1) for i in range(len(conditions))])
+    fig.suptitle(f"Nested-loop plot of bias and coverage over {len(conditions)} conditions{note}")
+    return _save(fig, folder, "11_nested_loop")
+
+
+def _value(lay: Layout, g: pd.DataFrame, condition: dict) -> float:
+    rows = lay.select(g, condition)
+    return float(rows.est.iloc[0]) if len(rows) else np.nan
+
+
+def _factor_steps(ax, conditions, factors, levels, steps, lo, span) -> None:
+    """The factors' levels as step lines below the data, outermost at the top."""
+    height = 0.12 * span
+    for k, (factor, values) in enumerate(zip(factors, levels, strict=True)):
+        top = lo - span * (0.12 + 0.2 * k)
+        index = np.array([list(values).index(c[factor]) for c in conditions], float)
+        y = top - height + height * index / max(len(values) - 1, 1)
+        ax.step(steps, np.append(y, y[-1]), where="post", color="0.35", lw=1)
+        ax.text(
+            steps[0],
+            top + 0.02 * span,
+            f"{factor}: {', '.join(_fmt(v) for v in values)}",
+            fontsize=8,
+            color="0.2",
+            va="bottom",
+        )
+    ax.set_ylim(bottom=lo - span * (0.12 + 0.2 * len(factors)), top=lo + span * 1.08)
+
+
+def dag_plot(folder: Path, dgp, grid: dict | None = None) -> Path:
+    """10. The DAG of the seed's data-generating process, labelled with ``dgp``'s
+    values, or the values of ``grid`` for a knob the study varies."""
+    grid = grid or {}
+
+    def value(knob: str) -> str:
+        if knob in grid and len(grid[knob]) > 1:
+            return "in {" + ", ".join(_fmt(v) for v in grid[knob]) + "}"
+        return "= " + _fmt(grid[knob][0] if knob in grid else getattr(dgp, knob))
+
     fig, ax = plt.subplots(figsize=(7.5, 4))
     ax.set(xlim=(0, 1), ylim=(0, 1))
     ax.axis("off")
@@ -369,10 +525,10 @@ def dag_plot(folder: Path, dgp) -> Path:
         for k, (t, x, y) in spots.items()
     }
     edges = [
-        ("C", "A", f"confounding\nslope {dgp.confounding:g}", (0.315, 0.86)),
+        ("C", "A", f"confounding\n{value('confounding')}", (0.315, 0.86)),
         ("A", "X", "", None),
-        ("X", "Y", f"beta = {dgp.beta:g}\n(the estimand)", (0.685, 0.1)),
-        ("C", "Y", f"effect {dgp.competition_effect:g}", (0.62, 0.53)),
+        ("X", "Y", f"beta {value('beta')}\n(the estimand)", (0.685, 0.1)),
+        ("C", "Y", f"competition_effect\n{value('competition_effect')}", (0.62, 0.53)),
     ]
     for a, b, label, where in edges:
         ax.annotate(
