@@ -202,6 +202,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     )
     print(f"summary: {paths.summary}")
     print(f"report:  {paths.report}")
+    print(f"html:    {paths.html}")
     print(f"figures: {len(paths.figures)} in {figures}")
     return 0
 
@@ -309,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("report", help="performance measures, tables, figures, report.md")
+    p = sub.add_parser(
+        "report", help="performance measures, tables, figures, report.md and report.html"
+    )
     p.add_argument("folder", help="study folder written by `mlmbias run`")
     p.add_argument(
         "--figures",

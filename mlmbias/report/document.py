@@ -1,4 +1,5 @@
-"""``mlmbias report``: summary.csv, the figures and a readable report.md of a study."""
+"""``mlmbias report``: summary.csv, the figures, a readable report.md of a study and
+report.html, the same sections as one self-contained page (:mod:`mlmbias.report.html`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mlmbias import store
 from mlmbias.errors import ConfigError
 from mlmbias.registry import methods as registered
 from mlmbias.report import figures as fig
+from mlmbias.report.html import to_html
 from mlmbias.report.layout import Layout, label_terms, layout, title
 from mlmbias.report.measures import performance
 from mlmbias.scenarios import DEFAULT, Scenario, get_scenario
@@ -26,6 +28,7 @@ class ReportPaths:
     summary: Path
     report: Path
     figures: list[Path]
+    html: Path | None = None  # report.html: report.md's sections, self-contained
 
 
 def _cell(est: float, mcse: float, digits: int = 3) -> str:
@@ -188,7 +191,7 @@ def incomplete_block(check: dict | None, limit: int = 10) -> str:
 
 
 def check_outputs(folder: Path, figdir: Path) -> None:
-    """Raise a ConfigError unless summary.csv and report.md in ``folder`` and the
+    """Raise a ConfigError unless summary.csv, report.md and report.html in ``folder`` and the
     figures in ``figdir`` can all be written; called before anything is written."""
 
     def denied(path: Path, what: str) -> ConfigError:
@@ -196,7 +199,7 @@ def check_outputs(folder: Path, figdir: Path) -> None:
 
     if not folder.is_dir():
         raise ConfigError(f"the study folder {folder} does not exist or is not a folder")
-    for name in ("summary.csv", "report.md"):
+    for name in ("summary.csv", "report.md", "report.html"):
         path = folder / name
         if path.is_dir():
             raise ConfigError(f"cannot write {path}: it is a folder; move it away")
@@ -400,4 +403,7 @@ Failed batches: {failure_text}
 """
     report_path = folder / "report.md"
     report_path.write_text(text)
-    return ReportPaths(summary_path, report_path, [p for p in made.values() if p is not None])
+    html_path = folder / "report.html"
+    html_path.write_text(to_html(text, folder, f"Report: {study.get('name', 'study')}"))
+    figures_made = [p for p in made.values() if p is not None]
+    return ReportPaths(summary_path, report_path, figures_made, html_path)

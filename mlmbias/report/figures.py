@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
 from mlmbias.report import styles  # noqa: E402
@@ -213,16 +214,17 @@ def _by_factor(
         return None
     combos = [c for c in lay.combos() if not lay.select(s, c).empty]
     look = styles.styles(s.method.unique())
-    ncol = min(len(combos), 3)
+    ncol = len(combos) if len(combos) <= 3 else (2 if len(combos) == 4 else 3)
     nrow = -(-len(combos) // ncol)
     fig, axes = plt.subplots(
-        nrow, ncol, figsize=(6.0 * ncol, 4.6 * nrow), squeeze=False, sharey=True
+        nrow, ncol, figsize=(6.0 * ncol, 4.8 * nrow), squeeze=False, sharey=True
     )
+    fig.subplots_adjust(hspace=0.35)
     numeric = lay.x is not None and pd.api.types.is_numeric_dtype(s[lay.x])
     for ax, combo in zip(axes.ravel(), combos, strict=False):
         sub = lay.select(s, combo)
         methods = ordered(sub.method.unique())
-        jitter = np.linspace(-0.06, 0.06, len(methods)) if len(methods) > 1 else [0.0]
+        jitter = np.linspace(-0.03, 0.03, len(methods)) if len(methods) > 1 else [0.0]
         ticks = sorted(sub[lay.x].unique()) if lay.x else [0]
         span = (max(ticks) - min(ticks)) if numeric and not lay.log_x and len(ticks) > 1 else 1
         for j, m in zip(jitter, methods, strict=True):
@@ -393,7 +395,10 @@ def rejection_plot(summary: pd.DataFrame, folder: Path, alpha: float, lay: Layou
     if rej.empty:
         return None
     flag = rej.stat == "flag_rate"
-    rej = rej.assign(method=rej.method.where(~flag, rej.method + " flag"), term="")
+    rej = rej.assign(method=rej.method.where(~flag, rej.method + " (flag)"), term="")
+    flag_note = (
+        "; '(flag)': |posterior corr(beta, sigma_a)| above the threshold" if flag.any() else ""
+    )
 
     def line(ax, sub):
         ax.axhline(alpha, color="k", ls=":", lw=1, label=f"alpha = {alpha:g}")
@@ -403,8 +408,8 @@ def rejection_plot(summary: pd.DataFrame, folder: Path, alpha: float, lay: Layou
         folder,
         "09_rejection",
         f"rejection rate (alpha = {alpha:g})",
-        "Rejection rates of the tests (size where their null holds, power where it does not); "
-        "'flag': |posterior corr(beta, sigma_a)| above the threshold",
+        "Rejection rates of the tests (size where their null holds, power where it does not)"
+        + flag_note,
         lay,
         reference=line,
         ylim=(-0.02, 1.02),
@@ -442,15 +447,16 @@ def nested_loop_plot(
             continue
         drawn = True
         look = styles.styles(s.method.unique())
-        values = []
+        values, handles = [], []
         for m in ordered(s.method.unique()):
             g = s[s.method == m]
             y = np.array([_value(lay, g, c) for c in conditions])
             values.append(y)
-            ax.step(steps, np.append(y, y[-1]), where="post", lw=1.4, label=m,
+            ax.step(steps, np.append(y, y[-1]), where="post", lw=1.4,
                     color=look[m].colour, linestyle=look[m].linestyle)  # fmt: skip
             ax.plot(np.arange(len(conditions)), y, lw=0, ms=4, color=look[m].colour,
                     marker=look[m].marker)  # fmt: skip
+            handles.append(Line2D([], [], label=m, **look[m].kwargs()))
         ax.axhline(ref, color="k", lw=1)
         data = np.concatenate(values)
         data = data[np.isfinite(data)]
@@ -458,7 +464,9 @@ def nested_loop_plot(
         span = hi - lo if hi > lo else 1.0
         _factor_steps(ax, conditions, factors, levels, steps, lo, span)
         ax.set(ylabel=ylabel)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="method")
+        ax.legend(
+            handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="method"
+        )
     if not drawn:
         plt.close(fig)
         return None
@@ -476,9 +484,9 @@ def _value(lay: Layout, g: pd.DataFrame, condition: dict) -> float:
 
 def _factor_steps(ax, conditions, factors, levels, steps, lo, span) -> None:
     """The factors' levels as step lines below the data, outermost at the top."""
-    height = 0.12 * span
+    height = 0.1 * span
     for k, (factor, values) in enumerate(zip(factors, levels, strict=True)):
-        top = lo - span * (0.12 + 0.2 * k)
+        top = lo - span * (0.15 + 0.25 * k)
         index = np.array([list(values).index(c[factor]) for c in conditions], float)
         y = top - height + height * index / max(len(values) - 1, 1)
         ax.step(steps, np.append(y, y[-1]), where="post", color="0.35", lw=1)
@@ -490,7 +498,7 @@ def _factor_steps(ax, conditions, factors, levels, steps, lo, span) -> None:
             color="0.2",
             va="bottom",
         )
-    ax.set_ylim(bottom=lo - span * (0.12 + 0.2 * len(factors)), top=lo + span * 1.08)
+    ax.set_ylim(bottom=lo - span * (0.1 + 0.25 * len(factors)), top=lo + span * 1.08)
 
 
 def dag_plot(folder: Path, dgp, grid: dict | None = None) -> Path:
