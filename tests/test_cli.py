@@ -365,7 +365,8 @@ def study_dir(tmp_path_factory):
 
 
 def _report_outputs(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name in ("summary.csv", "report.md"))
+    names = ("summary.csv", "report.md", "report.html")
+    return sorted(p.name for p in folder.iterdir() if p.name in names)
 
 
 def test_report_default_figures_go_inside_the_study(study_dir, tmp_path, monkeypatch, capsys):
@@ -382,7 +383,7 @@ def test_report_default_figures_go_inside_the_study(study_dir, tmp_path, monkeyp
 def test_report_figures_at_a_file(study_dir, tmp_path, capsys):
     clean = tmp_path / "study"
     shutil.copytree(
-        study_dir, clean, ignore=shutil.ignore_patterns("summary.csv", "report.md", "figures")
+        study_dir, clean, ignore=shutil.ignore_patterns("summary.csv", "report.*", "figures")
     )
     target = tmp_path / "figures.png"
     target.write_text("an existing file")
@@ -411,7 +412,7 @@ def test_report_read_only_location_simulated(study_dir, tmp_path, capsys, monkey
     # run as root here, chmod does not stop writes: os.access is made to say no
     clean = tmp_path / "study"
     shutil.copytree(
-        study_dir, clean, ignore=shutil.ignore_patterns("summary.csv", "report.md", "figures")
+        study_dir, clean, ignore=shutil.ignore_patterns("summary.csv", "report.*", "figures")
     )
     figures = tmp_path / "figs"
     figures.mkdir()
@@ -431,7 +432,7 @@ def test_report_read_only_location_simulated(study_dir, tmp_path, capsys, monkey
 def test_report_read_only_folder_for_real(study_dir, tmp_path, capsys):
     clean = tmp_path / "study"
     shutil.copytree(
-        study_dir, clean, ignore=shutil.ignore_patterns("summary.csv", "report.md", "figures")
+        study_dir, clean, ignore=shutil.ignore_patterns("summary.csv", "report.*", "figures")
     )
     figures = tmp_path / "figs"
     figures.mkdir()
@@ -448,7 +449,7 @@ def test_report_read_only_folder_for_real(study_dir, tmp_path, capsys):
 def test_report_os_error_while_writing_is_one_line(study_dir, tmp_path, capsys, monkeypatch):
     clean = tmp_path / "study"
     shutil.copytree(
-        study_dir, clean, ignore=shutil.ignore_patterns("summary.csv", "report.md", "figures")
+        study_dir, clean, ignore=shutil.ignore_patterns("summary.csv", "report.*", "figures")
     )
     from mlmbias.report import figures as fig
 

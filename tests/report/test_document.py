@@ -55,6 +55,8 @@ def test_report_files(study_dir, tmp_path):
         assert p.stat().st_size > 5000 and p.with_suffix(".svg").exists()
     # figures that need methods this study lacks are named as skipped, not silently absent
     assert "not drawn" in text
+    assert paths.html == paths.report.with_suffix(".html")
+    assert paths.html.read_text().count("<img ") == text.count("![")
 
 
 def test_converged_only_is_stated(study_dir, tmp_path):
@@ -77,7 +79,9 @@ def test_report_cli(study_dir, tmp_path, capsys):
     assert err.count("\n") == 1 and "holds no study" in err
     code = main(["report", str(study_dir), "--figures", str(tmp_path / "figs"), "--no-pair-plot"])
     assert code == 0
-    assert "report:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"report:  {study_dir / 'report.md'}" in out
+    assert f"html:    {study_dir / 'report.html'}" in out
 
 
 def _code(args):
