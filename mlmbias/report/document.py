@@ -19,6 +19,7 @@ from mlmbias.report import figures as fig
 from mlmbias.report.html import to_html
 from mlmbias.report.layout import Layout, label_terms, layout, title
 from mlmbias.report.measures import performance
+from mlmbias.report.styles import ordered
 from mlmbias.scenarios import DEFAULT, Scenario, get_scenario
 from mlmbias.simulate import simulate_condition, to_frame
 
@@ -64,12 +65,13 @@ def measure_table(
             continue
         if lay.x is None:
             table = sub.groupby("method", sort=False)["cell"].first().to_frame(stat)
+            table = table.reindex(ordered(table.index))
         else:
             table = sub.pivot_table(
                 index="method", columns=lay.x, values="cell", aggfunc="first", sort=False
             )
             order = [v for v in sorted(sub[lay.x].unique()) if v in table.columns]
-            table = table.reindex(columns=order).fillna("–")
+            table = table.reindex(index=ordered(table.index), columns=order).fillna("–")
         head = f"**{title(combo)}**\n\n" if combo else ""
         blocks.append(head + _markdown(table.reset_index()))
     return "\n\n".join(blocks)
@@ -102,6 +104,8 @@ def _design(study: dict, conditions: Sequence[int], methods: Sequence[str], n_re
     specs = registered()
     grid = study.get("grid", {})
     grid_text = "; ".join(f"{k} in {v}" for k, v in grid.items()) or "a single condition"
+    varied = ", ".join(f"`{k}`" for k in grid)
+    varied = f"; the conditions below replace {varied}" if varied else ""
     scenario = base_scenario(study)
     method_lines = "\n".join(
         f"- `{m}` ({specs[m].kind}): {specs[m].description}" if m in specs else f"- `{m}`"
@@ -128,8 +132,8 @@ def _design(study: dict, conditions: Sequence[int], methods: Sequence[str], n_re
 
 **Aims.** {aims}
 
-**Data-generating mechanism.** Scenario `{scenario.name}`, per condition (values of the
-first condition; the grid varies its factors): {scenario.equations()}
+**Data-generating mechanism.** Scenario `{scenario.name}`, per condition (the study's
+`[dgp]` values{varied}): {scenario.equations()}
 Conditions: {grid_text} ({len(conditions)} in all).{extra} Replications per condition:
 {n_reps}. Seed {study.get("seed")}.
 
@@ -291,7 +295,7 @@ def write_report(
     if len(lay.panels) >= 2:
         made["nested"] = fig.nested_loop_plot(summary, figdir, level, lay, note)
 
-    methods = list(dict.fromkeys(results.method))
+    methods = ordered(dict.fromkeys(results.method))
     reps = results.groupby("kind").rep.nunique().to_dict() if "kind" in results else {}
     n_reps = ", ".join(f"{v} ({k})" for k, v in reps.items()) or str(study["replications"])
     used = (
