@@ -16,6 +16,7 @@ import subprocess
 
 import _fake_methods
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 
 from mlmbias import Study, run_study
@@ -129,6 +130,11 @@ def test_months_grid_figures_are_labelled_from_the_grid(months):
     assert "n_regions" not in everything and "R = " not in everything
     assert "log10" not in everything
     text = paths.report.read_text()
+    # this grid used to stop with pandas' "Index contains duplicate entries"
+    assert "**confounding = 0**" in text and "**confounding = 2**" in text
+    assert "| method | 2.0 | 5.0 | 10.0 |" in text
+    assert set(pd.read_csv(paths.summary).months_mean) == {2.0, 5.0, 10.0}
+    assert {p.name for p in paths.figures} >= {"05_bias.png", "06_coverage.png", "07_width.png"}
     assert "Rejection rates against months_mean" in text
     assert "Random-effects intervals by months_mean" in text
 

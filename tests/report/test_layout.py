@@ -1,7 +1,5 @@
 """The report's layout follows the grid: any factors, any scenario, no traceback."""
 
-import pandas as pd
-
 from mlmbias import Study, run_study
 from mlmbias.report.document import write_report
 from mlmbias.report.layout import layout, title
@@ -13,27 +11,16 @@ def test_layout_puts_the_longest_factor_on_x_and_drops_single_levels():
     assert [title(c) for c in lay.combos()] == ["confounding = 2", "confounding = 0"]
     lay = layout({"grid": {"confounding": [0.0, 2.0], "months_mean": [2.0, 5.0, 10.0]}})
     assert lay.x == "months_mean" and lay.panels == ("confounding",)
+    three = {"n_regions": [5, 10], "confounding": [0.0, 2.0], "months_mean": [2.0, 4.0, 8.0]}
+    lay = layout({"grid": three})  # three multi-level factors: the report adds a nested-loop plot
+    assert lay.x == "months_mean" and lay.panels == ("n_regions", "confounding")
+    assert len(list(lay.combos())) == 4
     lay = layout({"grid": {}})
     assert lay.x is None and list(lay.combos()) == [{}]
 
 
-def test_report_on_a_grid_without_n_regions(tmp_path):
-    """A grid over months_mean and confounding (n_regions fixed) used to stop with
-    pandas' "Index contains duplicate entries" and write no report."""
-    study = Study(
-        seed=3,
-        replications=20,
-        methods=["fe", "re-reml", "hausman"],
-        grid={"months_mean": [2.0, 5.0, 10.0], "confounding": [0.0, 2.0]},
-    )
-    run_study(study, tmp_path, quiet=True)
-    paths = write_report(tmp_path, figures=tmp_path / "fig")
-    text = paths.report.read_text()
-    assert "**confounding = 0**" in text and "**confounding = 2**" in text
-    assert "| method | 2.0 | 5.0 | 10.0 |" in text
-    assert {p.name for p in paths.figures} >= {"05_bias.png", "06_coverage.png", "07_width.png"}
-    summary = pd.read_csv(paths.summary)
-    assert set(summary.months_mean) == {2.0, 5.0, 10.0}
+# A study over months_mean and confounding (n_regions fixed), which used to stop
+# with pandas' "Index contains duplicate entries": tests/report/test_follows_study.py.
 
 
 def test_report_on_a_single_contextual_condition(tmp_path):
