@@ -282,3 +282,28 @@ def test_wild_bad_options(options, message):
     with pytest.raises(ConfigError) as err:
         wild.parse_options(options)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_degenerate_panels_are_nan_and_flagged():
+    """x constant within every region: no within estimate, no Mundlak term (NaN,
+    NO_WITHIN_VARIATION). x varying in one region only: dropping it leaves no
+    within variation, so the jackknife is not defined (NaN, NONFINITE)."""
+    d = panels()[0].copy()  # G = 6, p = 1
+    flat = d.assign(x0=d.groupby("g").x0.transform("mean"))
+    one = flat.copy()
+    one.loc[one.g == 3, "x0"] = d.loc[d.g == 3, "x0"]
+    keys = jax.random.split(jax.random.PRNGKey(0), 1)
+    for frame, case in ((flat, "flat"), (one, "one")):
+        batch = Batch(keys=keys, stats=stats_of(frame), panel=None)
+        for m in ("fe-cr2", "fe-cr3", "hausman-cr2", "hausman-wild"):
+            key = ("test", "") if m.startswith("hausman") else ("beta", "x0")
+            row = {
+                c: np.asarray(v)[0] for c, v in get_method(m).load()(batch, LEVEL, {})[key].items()
+            }
+            if case == "flat":
+                assert np.isnan(row["estimate"]), (m, case)
+                assert row["flag"] & flags.NO_WITHIN_VARIATION, (m, case)
+                assert row["flag"] & flags.NONFINITE, (m, case)
+            elif m == "fe-cr3":
+                assert np.isfinite(row["estimate"]) and np.isnan(row["se"]), case
+                assert row["flag"] & flags.NONFINITE, case
