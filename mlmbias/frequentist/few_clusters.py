@@ -140,12 +140,13 @@ def _pooled_cr2(stats: GroupStats) -> dict:
     p = prepare(stats)
     lay = layout(POOLED_COLS, p.p, p.q)
     w = jnp.where(p.valid, p.n, 0.0)
-    ls = solve(moments(p, lay, w))
+    m = moments(p, lay, w)
+    ls = solve(m)
     gm = group_moments(p, lay, w)
     kk = lay.size
     q = gm[:, :kk, :kk]
     scores = gm[:, :kk, kk] - q @ ls.coef
-    cov, df = cr2(moments(p, lay, w)[:kk, :kk], q, scores)
+    cov, df = cr2(m[:kk, :kk], q, scores)
     out = {}
     for block, name in POOLED_BLOCKS:
         for j in range(lay.width[block]):
