@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: the default study, the confounding sweep and the contextual
-# (several-covariate) study, end to end, with
+# `make bench`: the default study, the confounding sweep, the contextual
+# (several-covariate) study and the few-cluster study, end to end, with
 # reports and figures. Resumes where a previous run stopped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,16 +11,19 @@ status=0
 $BIN/mlmbias run configs/default.toml --out "$RESULTS/default" || status=$?
 $BIN/mlmbias run configs/confounding_sweep.toml --out "$RESULTS/confounding_sweep" || status=$?
 $BIN/mlmbias run configs/contextual.toml --out "$RESULTS/contextual" || status=$?
+$BIN/mlmbias run configs/few_clusters.toml --out "$RESULTS/few_clusters" || status=$?
 $BIN/mlmbias report "$RESULTS/default" --figures figures --strict || status=$?
 $BIN/mlmbias report "$RESULTS/confounding_sweep" --figures figures/confounding_sweep \
   --no-pair-plot --strict || status=$?
 $BIN/mlmbias report "$RESULTS/contextual" --figures figures/contextual --no-pair-plot \
   --strict || status=$?
+$BIN/mlmbias report "$RESULTS/few_clusters" --figures figures/few_clusters --no-pair-plot \
+  --strict || status=$?
 end=$(date +%s)
 echo
 echo "make bench finished in $((end - start)) s (exit status $status)"
-for study in default confounding_sweep contextual; do
+for study in default confounding_sweep contextual few_clusters; do
   echo "  $study: $RESULTS/$study (Parquet parts + manifest.json), report.md, summary.csv"
 done
-echo "  figures: figures/, figures/confounding_sweep/ and figures/contextual/"
+echo "  figures: figures/, figures/confounding_sweep/, figures/contextual/ and figures/few_clusters/"
 exit $status

@@ -34,6 +34,14 @@ METHOD_SPECS: list[MethodSpec] = [
         family="pooled/between",
     ),
     MethodSpec(
+        "pooled-cr2",
+        "frequentist",
+        f"{_P}.few_clusters:pooled_cr2",
+        ("beta",),
+        "pooled OLS, CR2 (Bell-McCaffrey) SE clustered by region, Satterthwaite df t "
+        "interval (R clubSandwich)",
+    ),
+    MethodSpec(
         "between",
         "frequentist",
         f"{_P}.ols:between",
@@ -56,6 +64,21 @@ METHOD_SPECS: list[MethodSpec] = [
         ("beta",),
         "fixed effects, CR1 SE clustered by region (Stata/linearmodels factor), t interval",
         family="fixed effects",
+    ),
+    MethodSpec(
+        "fe-cr2",
+        "frequentist",
+        f"{_P}.few_clusters:fe_cr2",
+        ("beta",),
+        "fixed effects, CR2 (Bell-McCaffrey) SE clustered by region, Satterthwaite df t "
+        "interval (R clubSandwich on lm with region dummies)",
+    ),
+    MethodSpec(
+        "fe-cr3",
+        "frequentist",
+        f"{_P}.few_clusters:fe_cr3",
+        ("beta",),
+        "fixed effects, cluster jackknife (CV3) SE over regions, t(G-1) interval",
     ),
     MethodSpec(
         "re-fgls",
@@ -120,5 +143,22 @@ METHOD_SPECS: list[MethodSpec] = [
         ("test",),
         "Wald test of the Mundlak terms, CR1 covariance clustered by region, chi2(p)",
         family="tests",
+    ),
+    MethodSpec(
+        "hausman-cr2",
+        "frequentist",
+        f"{_P}.few_clusters:hausman_cr2",
+        ("test",),
+        "t test of the Mundlak term in pooled OLS y ~ x + xbar, CR2 clustered by region, "
+        "Satterthwaite df (R clubSandwich; p = 1 only)",
+    ),
+    MethodSpec(
+        "hausman-wild",
+        "frequentist",
+        f"{_P}.wild:hausman_wild",
+        ("test",),
+        "Mundlak test in pooled OLS y ~ x + xbar by the wild cluster restricted bootstrap "
+        "of the CR1 statistic (Rademacher, fully enumerated when 2^G <= draws; "
+        "wildboottest); options draws (999), weights (rademacher, webb)",
     ),
 ]

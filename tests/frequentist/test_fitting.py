@@ -24,7 +24,17 @@ from mlmbias.fitting import RECORD_KEYS, fit
 from mlmbias.frequentist import METHOD_SPECS
 
 METHODS = [s.name for s in METHOD_SPECS]
-WITHIN_METHODS = [m for m in METHODS if m not in ("pooled", "pooled-cluster", "between")]
+# regressions of the observations or means without the within transformation: a
+# one-month region is not flagged (SINGLETON_GROUP marks the within-based methods)
+POOLED_METHODS = (
+    "pooled",
+    "pooled-cluster",
+    "pooled-cr2",
+    "between",
+    "hausman-cr2",
+    "hausman-wild",
+)
+WITHIN_METHODS = [m for m in METHODS if m not in POOLED_METHODS]
 
 
 @pytest.fixture(scope="module")
