@@ -98,17 +98,20 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from mlmbias.study import parse_assignment
 
     options = dict(parse_assignment(s) for s in args.set or [])
-    if options:
+    shared = {k: v for k, v in options.items() if "." not in k}  # METHOD.KEY: fit_panel's
+    if shared:
         from mlmbias.bayes.options import settings_from_options
         from mlmbias.registry import get_method, method_names
 
         chosen = methods if methods is not None else method_names("frequentist")
         if not any(get_method(m).kind == "bayes" for m in chosen):
+            first = next(s for s in args.set if "." not in s.partition("=")[0])
             raise ConfigError(
-                f"--set {args.set[0]!r} is a setting of the Bayesian methods, and none of "
-                f"{', '.join(chosen)} is one; add one to --methods or drop --set"
+                f"--set {first!r} is a setting of the Bayesian methods, and none of "
+                f"{', '.join(chosen)} is one; add one to --methods, drop --set, or give "
+                "a method's own option as METHOD.KEY=VALUE"
             )
-        settings_from_options(options)
+        settings_from_options(shared)
     result = fit_panel(
         df,
         args.group,
@@ -284,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="a [bayes] setting for the Bayesian methods (chains=4, draws=2000, ...)",
+        help="a [bayes] setting for the Bayesian methods (chains=4, draws=2000, ...), "
+        "or METHOD.KEY=VALUE for one method's own option (hausman-wild.draws=199)",
     )
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(func=_cmd_fit)

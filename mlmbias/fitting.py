@@ -14,7 +14,7 @@ import pandas as pd
 from mlmbias import flags
 from mlmbias.errors import ConfigError
 from mlmbias.groupstats import group_stats_from_arrays
-from mlmbias.registry import Batch, get_method, method_names, output_items, term_names
+from mlmbias.registry import Batch, MethodSpec, get_method, method_names, output_items, term_names
 from mlmbias.seeding import check_seed, method_keys
 
 # Columns of the comparison table, in order; diagnostics follow where present.
@@ -66,6 +66,20 @@ def _check_methods(methods: Sequence[str] | None) -> list[str]:
         if m in methods[:i]:
             raise ConfigError(f"'methods' names '{m}' twice")
     return methods
+
+
+def options_for(spec: MethodSpec, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The options ``spec`` sees: plain keys are the Bayesian methods' settings
+    (``draws``, ``chains``, ...), ``METHOD.KEY`` keys a method's own
+    (``hausman-wild.draws``), which win."""
+    shared, own = {}, {}
+    for key, value in (options or {}).items():
+        method, dot, name = key.rpartition(".")
+        if not dot:
+            shared[key] = value
+        elif method == spec.name:
+            own[name] = value
+    return {**(shared if spec.kind == "bayes" else {}), **own}
 
 
 def fit(
@@ -156,6 +170,17 @@ def fit_panel(
         raise ConfigError(str(exc)) from None
     methods = _check_methods(methods)
     specs = [get_method(m) for m in methods]
+    for key in options or {}:
+        method, dot, _ = key.rpartition(".")
+        if dot and method not in methods:
+            raise ConfigError(
+                f"option '{key}' is for the method '{method}', which is not fitted; "
+                f"methods: {', '.join(methods)}"
+            )
+    for spec in specs:
+        check = getattr(spec.load(), "check_options", None)
+        if check is not None:
+            check(options_for(spec, options))
     x_names = _names(x, "x", required=True)
     z_names = _names(z, "z", required=False)
     every = [group, y, *x_names, *z_names]
@@ -177,7 +202,7 @@ def fit_panel(
     rows: list[dict[str, Any]] = []
     for spec in specs:
         batch = Batch(keys=method_keys(rep_key, spec.name), stats=stats, panel=None)
-        out = spec.load()(batch, level, dict(options or {}))
+        out = spec.load()(batch, level, options_for(spec, options))
         for (estimand, term), cols in output_items(spec.name, out):
             row: dict[str, Any] = {"method": spec.name, "estimand": estimand, "term": names[term]}
             for key, value in cols.items():

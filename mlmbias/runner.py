@@ -73,9 +73,11 @@ def resolved_blocks(study: Study) -> dict[str, int]:
 
 
 def method_options(study: Study, spec: MethodSpec) -> dict[str, Any]:
+    """[bayes] for a Bayesian method, then the method's own [options.METHOD]."""
+    shared = {}
     if spec.kind == "bayes":
-        return {k: v for k, v in study.bayes.items() if k not in _RUNNER_BAYES_KEYS}
-    return {}
+        shared = {k: v for k, v in study.bayes.items() if k not in _RUNNER_BAYES_KEYS}
+    return {**shared, **study.options.get(spec.name, {})}
 
 
 def plan(study: Study, bayes_block: int | None = None) -> list[Unit]:

@@ -15,6 +15,8 @@ Loaded from TOML::
     confounding = [2.0, 0.0]
     [bayes]          # settings of the Bayesian methods (chains, warmup, draws, ...)
     chains = 4
+    [options.hausman-wild]   # a method's own settings (``--set options.hausman-wild.draws=199``)
+    draws = 999
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from mlmbias.registry import get_method, method_names
 from mlmbias.scenarios import DEFAULT, Scenario, get_scenario
 from mlmbias.seeding import UINT32_LIMIT, condition_id
 
-_TABLES = ("dgp", "grid", "bayes")
+_TABLES = ("dgp", "grid", "bayes", "options")
 _SCALARS = ("name", "seed", "replications", "level", "methods", "block", "plugins")
 
 
@@ -49,6 +51,7 @@ class Study:
     name: str = "study"
     block: int = 1000  # replications per stored batch of the frequentist methods
     plugins: tuple[str, ...] = ()  # modules or .py files imported before methods are resolved
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # method -> its own
 
     def __post_init__(self) -> None:
         seed = self.seed
@@ -125,7 +128,28 @@ class Study:
         object.__setattr__(self, "grid", grid)
         object.__setattr__(self, "bayes", dict(self.bayes))
         self._validate_bayes()
+        self._validate_options()
         self._check_conditions()
+
+    def _validate_options(self) -> None:
+        """``[options.METHOD]``: a table per listed method, checked by the method
+        when it can check (its fit function's ``check_options``)."""
+        if not isinstance(self.options, Mapping):
+            raise ConfigError("'options' must be a table of tables ([options.METHOD])")
+        options = {}
+        for name, table in self.options.items():
+            if name not in self.methods:
+                raise ConfigError(
+                    f"[options.{name}] sets options of a method the study does not run; "
+                    f"methods: {', '.join(self.methods)}"
+                )
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"[options.{name}] must be a table of settings, got {table!r}")
+            check = getattr(get_method(name).load(), "check_options", None)
+            if check is not None:
+                check(table)
+            options[name] = dict(table)
+        object.__setattr__(self, "options", options)
 
     def _validate_bayes(self) -> None:
         """``[bayes] replications`` here, the sampler settings by the Bayesian package."""
@@ -185,10 +209,13 @@ class Study:
         out["methods"] = list(self.methods)
         out["plugins"] = list(self.plugins)
         out["grid"] = {k: list(v) for k, v in self.grid.items()}
+        if not out["options"]:
+            del out["options"]  # the study hash of a study without options is as before
         return out
 
     def with_overrides(self, assignments: Iterable[str]) -> Study:
-        """Apply ``field=value`` strings: a study field, or ``dgp.F``/``grid.F``/``bayes.F``.
+        """Apply ``field=value`` strings: a study field, ``dgp.F``/``grid.F``/``bayes.F``,
+        or ``options.METHOD.F``.
 
         A bare field name of the scenario (or ``scenario``) sets it in ``[dgp]``
         (and removes it from the grid).
@@ -198,7 +225,9 @@ class Study:
         for text in assignments:
             key, value = parse_assignment(text)
             table, _, sub = key.rpartition(".")
-            if table:
+            if table.startswith("options."):
+                data.setdefault("options", {}).setdefault(table[len("options.") :], {})[sub] = value
+            elif table:
                 if table not in _TABLES:
                     raise ConfigError(f"unknown table '{table}' in --set {text!r}")
                 data[table][sub] = value

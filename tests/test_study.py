@@ -150,3 +150,33 @@ def test_parse_assignment_types():
     assert parse_assignment("a = 0.5") == ("a", 0.5)
     assert parse_assignment("a=[1,2]") == ("a", [1, 2])
     assert parse_assignment("a=text") == ("a", "text")
+
+
+def test_method_options_table(tmp_path):
+    """[options.METHOD] reaches that method alone; a bad value, a method the study
+    does not run, and a non-table are one-line errors; no options keeps the hash."""
+    from mlmbias.registry import get_method
+    from mlmbias.runner import method_options
+    from mlmbias.store import study_hash
+
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'methods = ["fe", "hausman-wild"]\n[options.hausman-wild]\ndraws = 99\nweights = "webb"\n'
+    )
+    study = load_study(path)
+    assert method_options(study, get_method("hausman-wild")) == {"draws": 99, "weights": "webb"}
+    assert method_options(study, get_method("fe")) == {}
+    assert study.with_overrides(["options.hausman-wild.draws=19"]).options == {
+        "hausman-wild": {"draws": 19, "weights": "webb"}
+    }
+    plain = Study(methods=("fe", "hausman-wild"))
+    assert "options" not in plain.as_dict()
+    assert study_hash(plain.as_dict()) != study_hash(study.as_dict())
+    for options, message in [
+        ({"hausman-wild": {"draws": 0}}, "'draws' must be an integer >= 1, got 0"),
+        ({"fe-cr2": {"draws": 9}}, "[options.fe-cr2] sets options of a method the study"),
+        ({"hausman-wild": 5}, "[options.hausman-wild] must be a table"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            Study(methods=("fe", "hausman-wild"), options=options)
+        assert message in str(err.value) and "\n" not in str(err.value)

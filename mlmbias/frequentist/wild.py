@@ -234,3 +234,6 @@ def hausman_wild(
         keys = jnp.asarray(batch.keys)
     out = _compiled(draws, weights)(keys, stats)
     return {e: {c: np.asarray(a) for c, a in cols.items()} for e, cols in out.items()}
+
+
+hausman_wild.check_options = parse_options  # a study checks [options.hausman-wild] up front

@@ -307,3 +307,22 @@ def test_degenerate_panels_are_nan_and_flagged():
             elif m == "fe-cr3":
                 assert np.isfinite(row["estimate"]) and np.isnan(row["se"]), case
                 assert row["flag"] & flags.NONFINITE, case
+
+
+def test_fit_passes_a_methods_own_options(tmp_path):
+    """`fit` options: METHOD.KEY reaches that method only (the Bayesian ``draws`` is
+    not the bootstrap's); an option for a method not fitted is an error."""
+    from mlmbias import fit
+
+    d = panels()[1]
+    kw = dict(group="g", x="x0", y="y", methods=["hausman-wild", "fe"])
+    own = fit(d, **kw, options={"hausman-wild.draws": 19, "draws": 5})
+    assert own.loc[own.method == "hausman-wild", "draws"].item() == 19
+    plain = fit(d, **kw, options={"draws": 5})
+    assert plain.loc[plain.method == "hausman-wild", "draws"].item() == min(
+        wild.DEFAULT_DRAWS, 2 ** d.g.nunique()
+    )
+    with pytest.raises(ConfigError, match="'fe-cr2', which is not fitted"):
+        fit(d, **kw, options={"fe-cr2.draws": 3})
+    with pytest.raises(ConfigError, match="'draws' must be an integer >= 1"):
+        fit(d, **kw, options={"hausman-wild.draws": 0})
