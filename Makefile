@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Two test processes (pytest-xdist, whole files to a worker): compilation, most
+# of the suite's time, is single-threaded. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP)
 	MLMBIAS_SBC_FIGURE=figures/sbc_rank_histograms.png $(PY) -m pytest -m slow

@@ -1,7 +1,22 @@
+import atexit
 import os
+import shutil
+import tempfile
 
-import jax
-import pytest
+# One persistent compilation cache per test process (each xdist worker its own),
+# in a folder of its own (never the user's) and shared with the subprocesses the
+# tests start: a program that an earlier module or process compiled is loaded
+# instead of compiled again after ``_release_compiled_programs`` drops it. A
+# JAX_COMPILATION_CACHE_DIR the user set is left alone. Set before JAX is imported.
+if os.environ.get("MLMBIAS_TEST_JAX_CACHE") or not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    _CACHE = tempfile.mkdtemp(prefix="mlmbias-test-jax-cache-")
+    os.environ["MLMBIAS_TEST_JAX_CACHE"] = "1"  # ours: an xdist worker makes its own
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # The command line's persistent compilation cache stays off in tests (and in
 # their subprocesses): they must not write into the user's cache folder.

@@ -17,6 +17,9 @@ from mlmbias.registry import get_method
 
 from .conftest import SEED_DGP, SMALL, make_batch
 
+# `make test-slow`: 4 x 48 posteriors
+pytestmark = pytest.mark.slow
+
 REPS = 48
 ALPHA = 1e-3 / 4
 

@@ -107,7 +107,7 @@ def assert_invariant(fits, tol):
 
 @pytest.mark.parametrize("shift", sorted(TOLERANCE))
 @settings(
-    max_examples=25,
+    max_examples=12,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
@@ -124,7 +124,7 @@ def test_every_method_is_shift_invariant(shift, seed, sign):
 
 @pytest.mark.parametrize("shift", sorted(TOLERANCE))
 @settings(
-    max_examples=15,
+    max_examples=8,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],

@@ -15,6 +15,9 @@ from mlmbias.runner import run_study
 from mlmbias.store import load_results
 from mlmbias.study import Study
 
+# `make test-slow`: 400 replications a condition and 64 posteriors per method
+pytestmark = pytest.mark.slow
+
 Z = 4.0
 UNBIASED = ("fe", "fe-cluster", "mundlak-fgls", "mundlak-reml", "bayes-mundlak")
 RANDOM_INTERCEPT = ("re-fgls", "re-reml", "bayes-re")
