@@ -216,6 +216,7 @@ def _check_report_args(args: argparse.Namespace, figures: Path) -> dict:
     manifest = store.read_manifest(Path(folder))
     if manifest is None:
         raise ConfigError(f"{folder} holds no study (no {store.MANIFEST})")
+    store.check_format(Path(folder), manifest)
     if not 0 < args.alpha < 1:
         raise ConfigError(f"'alpha' must lie in the open interval (0, 1), got {args.alpha}")
     if not 0 <= args.corr_threshold <= 1:

@@ -386,19 +386,19 @@ def _run_locked(
                 f"mlmbias run: --force: removed {len(foreign)} files of another study from {root}",
                 file=sys.stderr,
             )
+    elif (problem := store.format_problem(root, old)) is not None:
+        # checked before the study: another format may resolve the same config differently
+        if not force:
+            raise ConfigError(
+                f"{problem}; rows of different formats are never mixed: use another "
+                "folder, or --force to replace its results"
+            )
+        _clear_results(root)
     elif old["study"] != study_dict:
         if not force:
             raise ConfigError(
                 f"{root} holds a different study ({old['study'].get('name')}); "
                 "use another folder or --force to replace it"
-            )
-        _clear_results(root)
-    elif old.get("results_format", 1) != store.RESULTS_FORMAT:
-        if not force:
-            raise ConfigError(
-                f"{root} holds this study in results format {old.get('results_format', 1)} "
-                f"of another mlmbias version (this one writes {store.RESULTS_FORMAT}); use "
-                "another folder or --force to redo it"
             )
         _clear_results(root)
     elif old.get("study_hash") != ident:

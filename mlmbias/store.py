@@ -307,7 +307,13 @@ def _check_manifest(path: Path, manifest: Any) -> dict[str, Any]:
         or not 1 <= shard[0] <= shard[1]
     ):
         raise bad(f"'shard' must be [K, N] with 1 <= K <= N, got {shard!r}")
-    for key, kind in (("study_hash", str), ("blocks", dict), ("incomplete", bool)):
+    for key, kind in (
+        ("study_hash", str),
+        ("blocks", dict),
+        ("incomplete", bool),
+        ("results_format", int),
+        ("mlmbias", str),
+    ):
         if key in manifest and not isinstance(manifest[key], kind):
             raise bad(f"'{key}' has the wrong type ({type(manifest[key]).__name__})")
     for key, value in manifest.get("blocks", {}).items():
@@ -329,15 +335,32 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
     return _check_manifest(path, manifest)
 
 
+def format_problem(root: Path, manifest: Mapping[str, Any]) -> str | None:
+    """None when ``manifest`` is in this results format, else one line saying which
+    format and mlmbias version wrote the folder and which this one reads."""
+    from mlmbias import __version__
+
+    fmt = manifest.get("results_format", 1)
+    if fmt == RESULTS_FORMAT:
+        return None
+    writer = manifest.get("mlmbias")
+    by = f"mlmbias {writer}" if isinstance(writer, str) else "an older mlmbias"
+    return (
+        f"{root} holds results in format {fmt} written by {by}; this mlmbias "
+        f"{__version__} reads and writes format {RESULTS_FORMAT}"
+    )
+
+
 def check_format(root: Path, manifest: Mapping[str, Any]) -> str:
     """The study hash of a manifest written in this results format, else a ConfigError."""
-    fmt = manifest.get("results_format", 1)
-    if fmt != RESULTS_FORMAT or "study_hash" not in manifest:
+    problem = format_problem(root, manifest)
+    if problem is not None:
         raise ConfigError(
-            f"{root} holds results in format {fmt} of an older or newer mlmbias (this one "
-            f"reads format {RESULTS_FORMAT}); run the study again into another folder or "
-            "with --force"
+            f"{problem}; rows of different formats are never mixed: report it with the "
+            "mlmbias that wrote it, or run the study again into another folder"
         )
+    if "study_hash" not in manifest:
+        raise ConfigError(f"corrupt manifest {Path(root) / MANIFEST}: 'study_hash' is missing")
     expected = study_hash(manifest["study"])
     if manifest["study_hash"] != expected:
         raise ConfigError(
