@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlmbias.checks import is_integer
 from mlmbias.errors import ConfigError
 
 MANIFEST = "manifest.json"
@@ -303,7 +304,7 @@ def _check_manifest(path: Path, manifest: Any) -> dict[str, Any]:
     if (
         not isinstance(shard, list)
         or len(shard) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        or not all(is_integer(v) for v in shard)
         or not 1 <= shard[0] <= shard[1]
     ):
         raise bad(f"'shard' must be [K, N] with 1 <= K <= N, got {shard!r}")
@@ -317,7 +318,7 @@ def _check_manifest(path: Path, manifest: Any) -> dict[str, Any]:
         if key in manifest and not isinstance(manifest[key], kind):
             raise bad(f"'{key}' has the wrong type ({type(manifest[key]).__name__})")
     for key, value in manifest.get("blocks", {}).items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_integer(value) or value < 1:
             raise bad(f"'blocks.{key}' must be an integer >= 1, got {value!r}")
     return manifest
 
