@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
 import sys
 import time
 import traceback
@@ -29,6 +28,7 @@ from mlmbias import store
 from mlmbias.errors import ConfigError
 from mlmbias.groupstats import GroupStats, group_stats
 from mlmbias.progress import progress
+from mlmbias.provenance import environment
 from mlmbias.registry import Batch, MethodSpec, get_method, output_items, term_names
 from mlmbias.scenarios import Scenario
 from mlmbias.seeding import condition_id, data_keys, method_keys, replication_keys
@@ -161,22 +161,6 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> t
     return (k, n)
 
 
-def environment() -> dict[str, Any]:
-    import numpyro
-
-    from mlmbias import __version__
-
-    return {
-        "mlmbias": __version__,
-        "jax": jax.__version__,
-        "numpyro": numpyro.__version__,
-        "python": platform.python_version(),
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "machine": platform.machine(),
-    }
-
-
 def _normalise(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
@@ -271,9 +255,9 @@ def _release_sampler_programs() -> None:
     """Drop the Bayesian sampler's compiled programs, if it was loaded."""
     import sys
 
-    posterior = sys.modules.get("mlmbias.bayes.posterior")
-    if posterior is not None:
-        posterior._program.cache_clear()
+    draws = sys.modules.get("mlmbias.bayes.draws")
+    if draws is not None:
+        draws._program.cache_clear()
 
 
 @dataclass
