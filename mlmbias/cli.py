@@ -214,10 +214,7 @@ def _check_report_args(args: argparse.Namespace, figures: Path) -> dict:
     from mlmbias.report.document import check_outputs
 
     folder = args.folder
-    manifest = store.read_manifest(Path(folder))
-    if manifest is None:
-        raise ConfigError(f"{folder} holds no study (no {store.MANIFEST})")
-    store.check_format(Path(folder), manifest)
+    manifest = store.study_manifest(Path(folder))
     check_level(args.alpha, "alpha")
     if not 0 <= args.corr_threshold <= 1:
         raise ConfigError(f"'corr_threshold' must lie in [0, 1], got {args.corr_threshold}")

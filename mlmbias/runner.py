@@ -609,9 +609,7 @@ def scan(
     """Check every planned part of a study folder; with ``keep_rows`` also its rows."""
     root = Path(root)
     if manifest is None:
-        manifest = store.read_manifest(root)
-        if manifest is None:
-            raise ConfigError(f"{root} holds no study (no {store.MANIFEST})")
+        manifest = store.study_manifest(root)
     ident = store.check_format(root, manifest)
     flagged = bool(manifest.get("incomplete", False))
     frames: list[pd.DataFrame] = []
@@ -712,13 +710,7 @@ def merge(out: str | Path, shard_dirs: Sequence[str | Path]) -> MergeSummary:
 
     if not shard_dirs:
         raise ConfigError("merge needs at least one shard folder")
-    manifests = []
-    for d in shard_dirs:
-        m = store.read_manifest(Path(d))
-        if m is None:
-            raise ConfigError(f"{d} holds no study (no {store.MANIFEST})")
-        store.check_format(Path(d), m)
-        manifests.append(m)
+    manifests = [store.study_manifest(Path(d)) for d in shard_dirs]
     first = manifests[0]
     for d, m in zip(shard_dirs, manifests, strict=True):
         if m["study"] != first["study"]:

@@ -371,6 +371,16 @@ def check_format(root: Path, manifest: Mapping[str, Any]) -> str:
     return expected
 
 
+def study_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of a study folder written in this results format, else a
+    one-line ConfigError (no study, a corrupt manifest, another format)."""
+    manifest = read_manifest(root)
+    if manifest is None:
+        raise ConfigError(f"{root} holds no study (no {MANIFEST})")
+    check_format(root, manifest)
+    return manifest
+
+
 def prepare_folder(root: Path) -> None:
     """Create the study folder, or fail with a one-line reason."""
     try:
@@ -405,9 +415,7 @@ def load_results(root: str | Path) -> pd.DataFrame:
     from mlmbias.runner import scan
 
     root = Path(root)
-    if read_manifest(root) is None:
-        raise ConfigError(f"{root} holds no study (no {MANIFEST})")
-    check, frames = scan(root, keep_rows=True)
+    check, frames = scan(root, study_manifest(root), keep_rows=True)
     if not check.complete or check.extra:
         lines = check.lines()
         print(f"mlmbias: {lines[0]}", file=sys.stderr)
