@@ -152,6 +152,7 @@ def test_store_of_another_format_is_one_line_exit_2_and_untouched(tmp_path, caps
     path = out / "manifest.json"
     manifest = json.loads(path.read_text())
     assert (manifest["mlmbias"], manifest["results_format"]) == (__version__, 4)
+    assert {"python", "jax", "numpyro", "backend", "devices", "cpu_count"} <= set(manifest)
     newer = {**manifest, "results_format": 5, "mlmbias": "9.0.0", "study": {"renamed": 1}}
     path.write_text(json.dumps(newer))
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
