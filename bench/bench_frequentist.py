@@ -52,18 +52,17 @@ if __name__ == "__main__":
             os.environ.setdefault(var, "1")
 
 import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _checks import check_estimates, check_same  # noqa: E402
 
-import mlmbias  # noqa: E402
-from mlmbias import DGP, group_stats, simulate_condition, to_frame  # noqa: E402
+from mlmbias import DGP, flags, group_stats, simulate_condition, to_frame  # noqa: E402
 from mlmbias.frequentist import METHOD_SPECS  # noqa: E402
+from mlmbias.provenance import environment  # noqa: E402
 from mlmbias.registry import Batch  # noqa: E402
 
 SEED = 20250713
@@ -113,7 +112,8 @@ def _xla_bytes(fit, stats) -> dict[str, int] | None:
 # --------------------------------------------------------------------------- batched
 
 
-def batched(panel, reps: int) -> dict:
+def batched(panel, reps: int) -> tuple[dict, dict]:
+    """The timed figures and the methods' outputs (checked: see ``_checks``)."""
     fits = {s.name: s.load() for s in METHOD_SPECS}
 
     def run() -> tuple[dict, dict]:
@@ -138,6 +138,12 @@ def batched(panel, reps: int) -> dict:
     reset = _reset_peak()
     times, outs = run()
     hwm = _proc_status("VmHWM")
+    for name, out in outs.items():
+        if BETA in out:
+            cols = out[BETA]
+            computed = (cols["flag"] & flags.NONFINITE) == 0
+            label = f"{name} batched, {reps} replications"
+            check_estimates(label, name, cols["estimate"][computed], computed, 0.99)
     stats = group_stats(panel)
     xla = {name: _xla_bytes(fit, stats) for name, fit in fits.items()}
     xla_peak = max((v["total"] for v in xla.values() if v), default=None)
@@ -147,7 +153,7 @@ def batched(panel, reps: int) -> dict:
         for m, out in outs.items()
         for e, cols in out.items()
     }
-    return {
+    record = {
         "reps": reps,
         "seconds": seconds,
         "reps_per_second": reps / seconds,
@@ -166,6 +172,7 @@ def batched(panel, reps: int) -> dict:
             "note": "rss: process resident set; xla: arguments + outputs + temporaries",
         },
     }
+    return record, outs
 
 
 # --------------------------------------------------------------------------- loop
@@ -189,8 +196,9 @@ def _timed(steps: dict[str, float], name: str, fn, *args, **kwargs):
     return out
 
 
-def fit_one(f, d, steps: dict[str, float]) -> float:
-    """Every estimator on one replication with the reference packages; REML beta."""
+def fit_one(f, d, steps: dict[str, float]) -> tuple[float, float]:
+    """Every estimator on one replication with the reference packages; the FE and
+    REML betas."""
     import linearmodels as lm
     import statsmodels.formula.api as smf
     from scipy import stats as st
@@ -226,7 +234,7 @@ def fit_one(f, d, steps: dict[str, float]) -> float:
     _timed(steps, "hausman", hausman)
     _timed(steps, "hausman-sigmamore", hausman_sigmamore)
     _timed(steps, "hausman-robust", hausman_robust)
-    return float(reml.fe_params["ad_spend"])
+    return float(fe.params["ad_spend"]), float(reml.fe_params["ad_spend"])
 
 
 def loop(panel, reps: int) -> dict:
@@ -237,15 +245,23 @@ def loop(panel, reps: int) -> dict:
         # MixedLM turns its convergence warnings on itself; silence their display
         warnings.simplefilter("ignore")
         warnings.showwarning = lambda *args, **kwargs: None
-        betas = [fit_one(f, d, steps) for f, d in frames]
+        betas = np.array([fit_one(f, d, steps) for f, d in frames])
     seconds = time.perf_counter() - t_all
     return {
         "reps": reps,
         "seconds": seconds,
         "reps_per_second": reps / seconds,
         "seconds_per_rep_by_estimator": {k: v / reps for k, v in steps.items()},
-        "mean_beta_re_reml": float(np.mean(betas)),
+        "mean_beta_re_reml": float(np.mean(betas[:, 1])),
+        "beta_fe": betas[:, 0].tolist(),  # linearmodels' PanelOLS, to check the batched fe
     }
+
+
+def check_against_loop(outs: dict, lp: dict) -> None:
+    """The batched fe of the loop's replications is linearmodels' PanelOLS (1e-8)."""
+    reps = len(lp["beta_fe"])
+    got = outs["fe"][BETA]["estimate"][:reps]
+    check_same(f"fe batched vs PanelOLS, {reps} replications", got, lp["beta_fe"])
 
 
 # --------------------------------------------------------------------------- main
@@ -257,8 +273,9 @@ def main(opts: argparse.Namespace) -> dict:
     panel = simulate_condition(dgp, SEED, np.arange(opts.reps))
     jax.block_until_ready(panel)
     sim_seconds = time.perf_counter() - t0
-    b = batched(panel, opts.reps)
+    b, outs = batched(panel, opts.reps)
     lp = loop(panel, opts.loop_reps)
+    check_against_loop(outs, lp)
     result = {
         "benchmark": "frequentist estimators: batched JAX vs linearmodels/statsmodels loop",
         "n_regions": opts.regions,
@@ -268,15 +285,7 @@ def main(opts: argparse.Namespace) -> dict:
         "batched": b,
         "loop": lp,
         "speedup": b["reps_per_second"] / lp["reps_per_second"],
-        "environment": {
-            "device": str(jax.devices()[0]),
-            "jax": jax.__version__,
-            "mlmbias": mlmbias.__version__,
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "x64": bool(jnp.zeros(()).dtype == jnp.float64),
-        },
+        "environment": environment(),
     }
     return result
 

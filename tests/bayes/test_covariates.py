@@ -25,14 +25,14 @@ from _panels import covariate_panel
 
 from mlmbias import ConfigError
 from mlmbias.bayes import collapsed as C
+from mlmbias.bayes.draws import Draws, quantity_keys
 from mlmbias.bayes.methods import summarize_draws
-from mlmbias.bayes.posterior import Draws, quantity_keys
 from mlmbias.bayes.priors import Priors
 from mlmbias.fitting import fit
 from mlmbias.groupstats import GroupStats, group_stats_from_arrays
 from mlmbias.registry import Batch, get_method
 
-MODELS = list(C.MODELS)
+MODELS = list(C.MODEL_INFO)
 # jitted: one compilation per function and data structure rather than one per
 # primitive, as eager calls would pay
 loglik = jax.jit(C.loglik_given_coefficients)
@@ -146,7 +146,7 @@ def test_general_form_agrees_with_the_one_covariate_form(seed_stats, model):
             row += [post.mean, covariance(post)]
             z = jnp.concatenate([jnp.array([5.0, 1.0, -1.0]), u])
             row += list(density_full(z, cs, spec))
-        row.append(C.initial_center(rd, spec, "intercepts"))
+        row.append(C.initial_center(rd, spec))
         res.append(row)
     for a, b in zip(*res, strict=True):
         a, b = np.asarray(a), np.asarray(b)
