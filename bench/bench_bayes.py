@@ -76,7 +76,7 @@ def batched(method: str, dgp: DGP, reps: int, options: dict) -> dict:
     idx = np.arange(reps)
     panel = simulate_condition(dgp, SEED, idx)
     keys = method_keys(replication_keys(SEED, dgp, idx), method)
-    batch = Batch(keys, group_stats(panel), None)
+    batch = Batch(keys, group_stats(panel))
     fit = get_method(method).load()
     t0 = time.perf_counter()
     fit(batch, 0.94, options)  # compiles every program these replications need

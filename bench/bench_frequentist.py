@@ -122,7 +122,7 @@ def batched(panel, reps: int) -> tuple[dict, dict]:
         stats = group_stats(panel)
         jax.block_until_ready(stats)
         times["group_stats"] = time.perf_counter() - t_all
-        batch = Batch(keys=None, stats=stats, panel=None)
+        batch = Batch(keys=None, stats=stats)
         outs = {}
         for name, fit in fits.items():
             t0 = time.perf_counter()

@@ -220,11 +220,11 @@ def _inputs(method: str, n_regions: int, idx: np.ndarray) -> Batch:
     dgp = DGP(n_regions=n_regions)
     stats = _panel_stats(n_regions, int(max(idx.max() + 1, 1)))
     keys = np.asarray(method_keys(replication_keys(SEED, dgp, idx), method))
-    return Batch(keys, GroupStats(*(a[idx] for a in stats)), None)
+    return Batch(keys, GroupStats(*(a[idx] for a in stats)))
 
 
 def _subset(batch: Batch, idx: np.ndarray) -> Batch:
-    return Batch(batch.keys[idx], GroupStats(*(a[idx] for a in batch.stats)), None)
+    return Batch(batch.keys[idx], GroupStats(*(a[idx] for a in batch.stats)))
 
 
 def _one_per_tier(batch: Batch) -> np.ndarray:
@@ -385,7 +385,7 @@ def test_frequentist_batched(benchmark) -> None:
     fits = {s.name: s.load() for s in METHOD_SPECS}
 
     def run_all():  # the same work as bench_frequentist.batched's timed run
-        batch = Batch(keys=None, stats=group_stats(panel), panel=None)
+        batch = Batch(keys=None, stats=group_stats(panel))
         return {name: fit(batch, bf.LEVEL, {}) for name, fit in fits.items()}
 
     outs, seconds = _timed(benchmark, run_all, rounds=3)
@@ -412,7 +412,7 @@ def test_frequentist_batched(benchmark) -> None:
 
 def test_frequentist_loop(benchmark) -> None:
     lp, _ = _timed(benchmark, lambda: bf.loop(_freq_panel(), FREQ_LOOP))
-    batch = Batch(keys=None, stats=group_stats(_freq_panel()), panel=None)
+    batch = Batch(keys=None, stats=group_stats(_freq_panel()))
     bf.check_against_loop({"fe": get_method("fe").load()(batch, bf.LEVEL, {})}, lp)
     # bench_frequentist.loop times the fits alone (DataFrames built beforehand)
     benchmark.extra_info.update({k: lp[k] for k in ("reps", "seconds", "reps_per_second")})
@@ -564,7 +564,7 @@ dgp, idx = DGP(n_regions=a["n_regions"]), np.array(a["reps"])
 t0 = time.perf_counter()
 stats = group_stats(simulate_condition(dgp, a["seed"], idx))
 keys = method_keys(replication_keys(a["seed"], dgp, idx), a["method"])
-out = get_method(a["method"]).load()(Batch(keys, stats, None), a["level"], a["options"])
+out = get_method(a["method"]).load()(Batch(keys, stats), a["level"], a["options"])
 seconds = time.perf_counter() - t0
 hwm = None  # VmHWM: this process's own peak (ru_maxrss would include a forked parent's)
 for line in open("/proc/self/status"):

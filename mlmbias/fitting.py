@@ -195,7 +195,7 @@ def fit_panel(
     rep_key = jax.random.PRNGKey(seed)[None]
     rows: list[dict[str, Any]] = []
     for spec in specs:
-        batch = Batch(keys=method_keys(rep_key, spec.name), stats=stats, panel=None)
+        batch = Batch(keys=method_keys(rep_key, spec.name), stats=stats)
         out = spec.load()(batch, level, options_for(spec, options))
         for (estimand, term), cols in output_items(spec.name, out):
             row: dict[str, Any] = {"method": spec.name, "estimand": estimand, "term": names[term]}

@@ -213,9 +213,7 @@ def fit_unit(
     if devices > 1:
         keys, stats = _shard_over_devices(_pad_reps((keys, stats), n, devices))
     t0 = time.perf_counter()
-    out = spec.load()(
-        Batch(keys=keys, stats=stats, panel=None), study.level, method_options(study, spec)
-    )
+    out = spec.load()(Batch(keys=keys, stats=stats), study.level, method_options(study, spec))
     seconds = time.perf_counter() - t0
     words = np.asarray(rep_keys, dtype=np.uint64)
     terms = term_names(dgp.x_names, dgp.z_names)

@@ -264,7 +264,7 @@ def test_no_within_covariate_is_refused(name):
     stats = group_stats_from_arrays(
         codes, np.empty((12, 0)), rng.normal(size=12), 4, rng.normal(size=(4, 1))
     )
-    batch = Batch(jnp.zeros((1, 2), jnp.uint32), stats, None)
+    batch = Batch(jnp.zeros((1, 2), jnp.uint32), stats)
     with pytest.raises(ConfigError, match="at least one within-varying covariate"):
         get_method(name).load()(batch, 0.94, {})
 
@@ -272,6 +272,6 @@ def test_no_within_covariate_is_refused(name):
 def test_empty_batch_keys():
     codes, x, y, z = small_panel()
     stats = group_stats_from_arrays(codes, x, y, len(z), z)
-    empty = Batch(jnp.zeros((0, 2), jnp.uint32), GroupStats(*(a[:0] for a in stats)), None)
+    empty = Batch(jnp.zeros((0, 2), jnp.uint32), GroupStats(*(a[:0] for a in stats)))
     out = get_method("bayes-mundlak").load()(empty, 0.94, {})
     assert len(out) == 5 and all(c["estimate"].shape == (0,) for c in out.values())

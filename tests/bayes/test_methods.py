@@ -209,6 +209,6 @@ def test_fit_user_panel_has_diagnostics(seed_panel):
 
 def test_empty_batch():
     batch = make_batch("bayes-re", SEED_DGP, 5, [0])
-    empty = Batch(batch.keys[:0], type(batch.stats)(*(a[:0] for a in batch.stats)), None)
+    empty = Batch(batch.keys[:0], type(batch.stats)(*(a[:0] for a in batch.stats)))
     out = get_method("bayes-re").load()(empty, 0.94, SMALL)
     assert out[("beta", "x0")]["estimate"].shape == (0,)

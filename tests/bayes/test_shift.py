@@ -118,7 +118,7 @@ def test_nuts_fit_is_shift_invariant(seed_panel, which):
     for method in BAYES:
         fits = []
         for panel, opts in zip(panels, (base_opts, shift_opts), strict=True):
-            batch = Batch(method_keys(rep_keys, method), group_stats(panel), None)
+            batch = Batch(method_keys(rep_keys, method), group_stats(panel))
             fits.append(get_method(method).load()(batch, 0.94, {**SMALL, **opts}))
         for estimand, cols in fits[0].items():
             se = np.asarray(cols["se"], float)

@@ -68,7 +68,7 @@ def test_results_do_not_depend_on_region_order_or_padding_position(reference):
     perm = np.stack([rng.permutation(stats.n.shape[1]) for _ in range(stats.n.shape[0])])
     shuffled = GroupStats(*(np.asarray(a)[np.arange(len(perm))[:, None], perm] for a in stats))
     assert not np.array_equal(shuffled.n, stats.n)
-    out = run_all(Batch(None, shuffled, None))
+    out = run_all(Batch(None, shuffled))
     for method, estimands in reference.results.items():
         for estimand, cols in estimands.items():
             for col, want in cols.items():
