@@ -52,18 +52,17 @@ if __name__ == "__main__":
             os.environ.setdefault(var, "1")
 
 import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _checks import WrongResult, check_estimates, check_same  # noqa: E402
 
-import mlmbias  # noqa: E402
-from mlmbias import DGP, group_stats, simulate_condition, to_frame  # noqa: E402
+from mlmbias import DGP, flags, group_stats, simulate_condition, to_frame  # noqa: E402
 from mlmbias.frequentist import METHOD_SPECS  # noqa: E402
+from mlmbias.provenance import environment  # noqa: E402
 from mlmbias.registry import Batch  # noqa: E402
 
 SEED = 20250713
@@ -113,8 +112,20 @@ def _xla_bytes(fit, stats) -> dict[str, int] | None:
 # --------------------------------------------------------------------------- batched
 
 
-def batched(panel, reps: int) -> dict:
-    fits = {s.name: s.load() for s in METHOD_SPECS}
+# The methods the loop fits with linearmodels/statsmodels: the speedup compares these.
+REFERENCED = (
+    "pooled", "pooled-cluster", "between", "fe", "fe-cluster", "re-fgls", "re-reml", "re-ml",
+    "mundlak-fgls", "mundlak-reml", "hausman", "hausman-sigmamore", "hausman-robust",
+)  # fmt: skip
+# The few-cluster methods: no Python package computes CR2 with Satterthwaite df or the
+# cluster jackknife, so they are timed apart (per replication); hausman-wild is also
+# timed against wildboottest's loop.
+FEW_CLUSTER = tuple(s.name for s in METHOD_SPECS if s.name not in REFERENCED)
+
+
+def batched(panel, reps: int, names=REFERENCED) -> tuple[dict, dict]:
+    """The timed figures and the methods' outputs (checked: see ``_checks``)."""
+    fits = {s.name: s.load() for s in METHOD_SPECS if s.name in names}
 
     def run() -> tuple[dict, dict]:
         times = {}
@@ -122,7 +133,7 @@ def batched(panel, reps: int) -> dict:
         stats = group_stats(panel)
         jax.block_until_ready(stats)
         times["group_stats"] = time.perf_counter() - t_all
-        batch = Batch(keys=None, stats=stats, panel=None)
+        batch = Batch(keys=None, stats=stats)
         outs = {}
         for name, fit in fits.items():
             t0 = time.perf_counter()
@@ -138,6 +149,12 @@ def batched(panel, reps: int) -> dict:
     reset = _reset_peak()
     times, outs = run()
     hwm = _proc_status("VmHWM")
+    for name, out in outs.items():
+        if BETA in out:
+            cols = out[BETA]
+            computed = (cols["flag"] & flags.NONFINITE) == 0
+            label = f"{name} batched, {reps} replications"
+            check_estimates(label, name, cols["estimate"][computed], computed, 0.99)
     stats = group_stats(panel)
     xla = {name: _xla_bytes(fit, stats) for name, fit in fits.items()}
     xla_peak = max((v["total"] for v in xla.values() if v), default=None)
@@ -147,7 +164,7 @@ def batched(panel, reps: int) -> dict:
         for m, out in outs.items()
         for e, cols in out.items()
     }
-    return {
+    record = {
         "reps": reps,
         "seconds": seconds,
         "reps_per_second": reps / seconds,
@@ -166,6 +183,7 @@ def batched(panel, reps: int) -> dict:
             "note": "rss: process resident set; xla: arguments + outputs + temporaries",
         },
     }
+    return record, outs
 
 
 # --------------------------------------------------------------------------- loop
@@ -189,8 +207,9 @@ def _timed(steps: dict[str, float], name: str, fn, *args, **kwargs):
     return out
 
 
-def fit_one(f, d, steps: dict[str, float]) -> float:
-    """Every estimator on one replication with the reference packages; REML beta."""
+def fit_one(f, d, steps: dict[str, float]) -> tuple[float, float]:
+    """Every estimator on one replication with the reference packages; the FE and
+    REML betas."""
     import linearmodels as lm
     import statsmodels.formula.api as smf
     from scipy import stats as st
@@ -226,7 +245,7 @@ def fit_one(f, d, steps: dict[str, float]) -> float:
     _timed(steps, "hausman", hausman)
     _timed(steps, "hausman-sigmamore", hausman_sigmamore)
     _timed(steps, "hausman-robust", hausman_robust)
-    return float(reml.fe_params["ad_spend"])
+    return float(fe.params["ad_spend"]), float(reml.fe_params["ad_spend"])
 
 
 def loop(panel, reps: int) -> dict:
@@ -237,15 +256,23 @@ def loop(panel, reps: int) -> dict:
         # MixedLM turns its convergence warnings on itself; silence their display
         warnings.simplefilter("ignore")
         warnings.showwarning = lambda *args, **kwargs: None
-        betas = [fit_one(f, d, steps) for f, d in frames]
+        betas = np.array([fit_one(f, d, steps) for f, d in frames])
     seconds = time.perf_counter() - t_all
     return {
         "reps": reps,
         "seconds": seconds,
         "reps_per_second": reps / seconds,
         "seconds_per_rep_by_estimator": {k: v / reps for k, v in steps.items()},
-        "mean_beta_re_reml": float(np.mean(betas)),
+        "mean_beta_re_reml": float(np.mean(betas[:, 1])),
+        "beta_fe": betas[:, 0].tolist(),  # linearmodels' PanelOLS, to check the batched fe
     }
+
+
+def check_against_loop(outs: dict, lp: dict) -> None:
+    """The batched fe of the loop's replications is linearmodels' PanelOLS (1e-8)."""
+    reps = len(lp["beta_fe"])
+    got = outs["fe"][BETA]["estimate"][:reps]
+    check_same(f"fe batched vs PanelOLS, {reps} replications", got, lp["beta_fe"])
 
 
 # --------------------------------------------------------------------------- main
@@ -257,28 +284,78 @@ def main(opts: argparse.Namespace) -> dict:
     panel = simulate_condition(dgp, SEED, np.arange(opts.reps))
     jax.block_until_ready(panel)
     sim_seconds = time.perf_counter() - t0
-    b = batched(panel, opts.reps)
+    b, outs = batched(panel, opts.reps)
     lp = loop(panel, opts.loop_reps)
+    check_against_loop(outs, lp)
+    few, few_outs = batched(panel, opts.reps, FEW_CLUSTER)
+    wild = wild_loop(panel, opts.loop_reps)
+    check_wild(few_outs, wild)
+    few_steps = few["seconds_by_step"]
     result = {
         "benchmark": "frequentist estimators: batched JAX vs linearmodels/statsmodels loop",
         "n_regions": opts.regions,
         "level": LEVEL,
-        "methods": [s.name for s in METHOD_SPECS],
+        "methods": list(REFERENCED),
         "simulation_seconds": sim_seconds,
         "batched": b,
         "loop": lp,
         "speedup": b["reps_per_second"] / lp["reps_per_second"],
-        "environment": {
-            "device": str(jax.devices()[0]),
-            "jax": jax.__version__,
-            "mlmbias": mlmbias.__version__,
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "x64": bool(jnp.zeros(()).dtype == jnp.float64),
+        "few_cluster": {
+            "methods": list(FEW_CLUSTER),
+            "batched": few,
+            "seconds_per_rep": {m: few_steps[m] / opts.reps for m in FEW_CLUSTER},
+            "wildboottest_loop": wild,
+            "wild_speedup": wild["seconds_per_rep"] / (few_steps["hausman-wild"] / opts.reps),
         },
+        "environment": environment(),
     }
     return result
+
+
+def _wild_design(f):
+    """wildboottest's inputs for the Mundlak term of one replication's frame."""
+    x = np.column_stack([np.ones(len(f)), f["ad_spend"], f["xbar"]])
+    return x, f["profit"].to_numpy(), f["region"].to_numpy()
+
+
+def wild_loop(panel, reps: int) -> dict:
+    """hausman-wild's counterpart: wildboottest (WCR, Rademacher, 999 draws), one
+    replication at a time, frames built beforehand (not timed)."""
+    from wildboottest.wildboottest import WildboottestCL
+
+    from mlmbias.frequentist.wild import DEFAULT_DRAWS
+
+    designs = [_wild_design(f) for f, _ in _frames(panel, reps)]
+    pvalues = []
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for x, y, g in designs:
+            boot = WildboottestCL(X=x, Y=y, cluster=g, R=np.array([0.0, 0.0, 1.0]),
+                                  B=DEFAULT_DRAWS, seed=1)  # fmt: skip
+            boot.get_scores(bootstrap_type="11", impose_null=True)
+            boot.get_weights(weights_type="rademacher")
+            boot.get_numer()
+            boot.get_denom()
+            boot.get_tboot()
+            boot.get_vcov()
+            boot.get_tstat()
+            boot.get_pvalue(pval_type="two-tailed")
+            pvalues.append(float(boot.pvalue))
+    seconds = time.perf_counter() - t0
+    return {"reps": reps, "seconds": seconds, "seconds_per_rep": seconds / reps, "p_value": pvalues}
+
+
+def check_wild(outs: dict, wild: dict) -> None:
+    """Random draws differ from wildboottest's, so the p-values agree only within
+    Monte Carlo error: |difference| < 5 SEs of the difference of two 999-draw
+    p-values (false alarm about 6e-7 a replication)."""
+    got = np.asarray(outs["hausman-wild"][("test", "")]["p_value"][: wild["reps"]])
+    ref = np.asarray(wild["p_value"])
+    tol = 5 * np.sqrt(np.maximum(ref * (1 - ref), 0.01) / 999) * np.sqrt(2)
+    bad = np.abs(got - ref) > tol
+    if bad.any():
+        raise WrongResult(f"hausman-wild p-values far from wildboottest's: {got[bad]}, {ref[bad]}")
 
 
 def _report(r: dict) -> str:
@@ -288,7 +365,8 @@ def _report(r: dict) -> str:
         return "n/a" if v is None else f"{v / 2**20:.1f} MiB"
 
     lines = [
-        f"frequentist estimators, R = {r['n_regions']}, all {len(r['methods'])} methods together",
+        f"frequentist estimators, R = {r['n_regions']}, the {len(r['methods'])} methods the loop"
+        " also fits, together",
         f"  batched (JAX, {b['reps']} replications): {b['seconds']:.3f} s"
         f" -> {b['reps_per_second']:,.0f} reps/s (compile {b['compile_seconds']:.1f} s, excluded)",
         f"  loop (linearmodels + statsmodels, {lp['reps']} replications): {lp['seconds']:.2f} s"
@@ -302,6 +380,17 @@ def _report(r: dict) -> str:
         "  loop seconds per replication: "
         + ", ".join(f"{k} {v:.4f}" for k, v in lp["seconds_per_rep_by_estimator"].items()),
     ]
+    few = r.get("few_cluster")
+    if few:
+        lines += [
+            "  few-cluster methods (no loop counterpart but hausman-wild's), batched, "
+            "microseconds per replication: "
+            + ", ".join(f"{k} {v * 1e6:.1f}" for k, v in few["seconds_per_rep"].items()),
+            f"  hausman-wild (999 draws) vs wildboottest loop "
+            f"({few['wildboottest_loop']['reps']} replications, "
+            f"{few['wildboottest_loop']['seconds_per_rep'] * 1e3:.1f} ms each): "
+            f"{few['wild_speedup']:,.0f}x",
+        ]
     return "\n".join(lines)
 
 

@@ -139,10 +139,10 @@ for b in batches:
         fit = get_method(method).load()
         options = {**settings, "batch_size": b}
         t0 = time.perf_counter()
-        fit(Batch(keys[:1], one, None), level, options)
+        fit(Batch(keys[:1], one), level, options)
         warm = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out = fit(Batch(keys, sub, None), level, options)
+        out = fit(Batch(keys, sub), level, options)
         seconds = time.perf_counter() - t0
         row = {
             "model": method, "batch_size": b, "reps": b, "seconds": seconds,

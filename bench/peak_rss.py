@@ -14,13 +14,20 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def _machine() -> dict:
+    """The machine as every record names it (without starting a JAX backend)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from mlmbias.provenance import environment
+
+    return environment(with_jax=False)
 
 
 def _now() -> str:
@@ -56,11 +63,7 @@ def main(argv: list[str]) -> int:
         "system_seconds": usage.ru_stime,
         "started": started,
         "finished": _now(),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-        },
+        "machine": _machine(),
         "measured_by": f"python bench/peak_rss.py {out} -- {shlex.join(cmd)}",
         "note": "ru_maxrss of RUSAGE_CHILDREN: the largest single process of the command's tree",
     }

@@ -34,7 +34,7 @@ into ``bench/RESULTS.md``.
 (c) ``test_batch_size_sweep``: posteriors per second and lockstep waste at 1 to
     256 replications per batch (R = 50); ``test_sweep_default`` picks the
     default batch size from it. The timed work is the registry's fit function's
-    (``posterior.sample`` then ``methods.summarize_draws``), called directly so
+    (``draws.sample`` then ``methods.summarize_draws``), called directly so
     that the draws' lockstep accounting is kept. Lockstep: a vmapped NUTS
     iteration lasts as long as the longest trajectory of the batch
     (replications x chains), so per iteration the batch pays max(steps) while
@@ -70,12 +70,12 @@ sys.path.insert(0, str(BENCH))
 # First: bench_bayes turns on JAX's persistent compilation cache (for the MCMC.run
 # loop, see there) through environment variables that JAX reads on import.
 import bench_bayes as bb  # noqa: E402, I001
+from _checks import check_estimates  # noqa: E402
 
 import datetime  # noqa: E402
 import functools  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -84,10 +84,10 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import mlmbias  # noqa: E402
 from mlmbias import DGP, GroupStats, group_stats, replication_keys, simulate_condition  # noqa: E402
 from mlmbias.bayes import collapsed as C  # noqa: E402
-from mlmbias.bayes import posterior  # noqa: E402
+from mlmbias.provenance import environment  # noqa: E402
+from mlmbias.bayes import draws as bayes_draws  # noqa: E402
 from mlmbias.bayes.methods import summarize_draws  # noqa: E402
 from mlmbias.bayes.options import default_batch_size, settings_from_options  # noqa: E402
 from mlmbias.frequentist import METHOD_SPECS  # noqa: E402
@@ -141,39 +141,6 @@ DEFAULT_TOLERANCE = 0.05
 # --------------------------------------------------------------------------- figures
 
 
-def _machine() -> dict:
-    import numpyro
-
-    mem = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "memory_bytes": mem,
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "numpyro": numpyro.__version__,
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "mlmbias": mlmbias.__version__,
-    }
-
-
 FIGURES: dict = {
     "command": COMMAND,
     "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -194,7 +161,7 @@ FIGURES: dict = {
 
 
 def _save() -> None:
-    FIGURES["machine"] = _machine()
+    FIGURES["machine"] = environment()
     FIGURES["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     FIGURES_PATH.parent.mkdir(parents=True, exist_ok=True)
     tmp = FIGURES_PATH.with_suffix(".tmp")
@@ -228,7 +195,7 @@ def _free_compiled_programs():
     kernel's per-process mapping limit (vm.max_map_count, 65530 here) and
     aborts with "LLVM compilation error: Cannot allocate memory"."""
     yield
-    posterior._program.cache_clear()
+    bayes_draws._program.cache_clear()
     jax.clear_caches()
     gc.collect()
 
@@ -246,18 +213,18 @@ def _tiers(stats: GroupStats) -> np.ndarray:
     """The size-class tier of every replication (one compiled program per tier)."""
     n = np.asarray(stats.n)
     ids, _ = C.size_classes(n)
-    return np.array([posterior.class_tier(int(d), n.shape[1]) for d in ids.max(axis=1) + 1])
+    return np.array([bayes_draws.class_tier(int(d), n.shape[1]) for d in ids.max(axis=1) + 1])
 
 
 def _inputs(method: str, n_regions: int, idx: np.ndarray) -> Batch:
     dgp = DGP(n_regions=n_regions)
     stats = _panel_stats(n_regions, int(max(idx.max() + 1, 1)))
     keys = np.asarray(method_keys(replication_keys(SEED, dgp, idx), method))
-    return Batch(keys, GroupStats(*(a[idx] for a in stats)), None)
+    return Batch(keys, GroupStats(*(a[idx] for a in stats)))
 
 
 def _subset(batch: Batch, idx: np.ndarray) -> Batch:
-    return Batch(batch.keys[idx], GroupStats(*(a[idx] for a in batch.stats)), None)
+    return Batch(batch.keys[idx], GroupStats(*(a[idx] for a in batch.stats)))
 
 
 def _one_per_tier(batch: Batch) -> np.ndarray:
@@ -314,6 +281,9 @@ def test_bayes_batched(benchmark, model: str, n_regions: int) -> None:
     run, warm = _batched_fit(method, batch, options)
     out, seconds = _timed(benchmark, run)
     reps = BATCHED_REPS
+    cols = out[("beta", "x0")]
+    label = f"{method} batched, R = {n_regions}"
+    check_estimates(label, method, cols["estimate"], cols["converged"])
     figure = {
         "reps": reps,
         "batch_size": settings_from_options(options).batch_size,
@@ -337,6 +307,9 @@ def test_bayes_loop(benchmark, model: str, n_regions: int) -> None:
     reps = LOOP_REPS[n_regions]
     run, first = bb.loop_runner(model, DGP(n_regions=n_regions), reps, SETTINGS)
     out, seconds = _timed(benchmark, run)
+    # NumPyro's observation-level models converge less often (bayes-re at R = 10:
+    # 1 of 10), so only the estimates are checked here
+    check_estimates(f"{model} loop, R = {n_regions}", f"bayes-{model}", [b for _, b in out])
     figure = {
         "reps": reps,
         "seconds": seconds,
@@ -408,14 +381,17 @@ def _freq_ratio() -> None:
 def test_frequentist_batched(benchmark) -> None:
     panel = _freq_panel()
     # bench_frequentist's own measurement: compiles, times one batch, peak memory
-    info = bf.batched(panel, FREQ_REPS)
+    info, checked = bf.batched(panel, FREQ_REPS)  # its outputs are checked there
     fits = {s.name: s.load() for s in METHOD_SPECS}
 
     def run_all():  # the same work as bench_frequentist.batched's timed run
-        batch = Batch(keys=None, stats=group_stats(panel), panel=None)
+        batch = Batch(keys=None, stats=group_stats(panel))
         return {name: fit(batch, bf.LEVEL, {}) for name, fit in fits.items()}
 
-    _, seconds = _timed(benchmark, run_all, rounds=3)
+    outs, seconds = _timed(benchmark, run_all, rounds=3)
+    for name, out in outs.items():  # what was timed is what was checked
+        for key, cols in out.items():
+            np.testing.assert_array_equal(cols["estimate"], checked[name][key]["estimate"])
     figure = {
         "reps": FREQ_REPS,
         "n_regions": 50,
@@ -436,6 +412,8 @@ def test_frequentist_batched(benchmark) -> None:
 
 def test_frequentist_loop(benchmark) -> None:
     lp, _ = _timed(benchmark, lambda: bf.loop(_freq_panel(), FREQ_LOOP))
+    batch = Batch(keys=None, stats=group_stats(_freq_panel()))
+    bf.check_against_loop({"fe": get_method("fe").load()(batch, bf.LEVEL, {})}, lp)
     # bench_frequentist.loop times the fits alone (DataFrames built beforehand)
     benchmark.extra_info.update({k: lp[k] for k in ("reps", "seconds", "reps_per_second")})
     FIGURES["frequentist"]["loop"] = lp
@@ -472,13 +450,16 @@ def test_batch_size_sweep(benchmark, model: str, batch_size: int) -> None:
     settings = settings_from_options({**SETTINGS, "batch_size": batch_size})
 
     def fit(b: Batch):  # the registry's fit function (methods.fit_model), draws kept
-        draws = posterior.sample(model, b.keys, b.stats, settings)
+        draws = bayes_draws.sample(model, b.keys, b.stats, settings)
         return draws, summarize_draws(model, draws, LEVEL, settings.rhat_max, settings.ess_min)
 
     t0 = time.perf_counter()
     fit(_subset(batch, _one_per_tier(batch)))  # compiles
     warm = time.perf_counter() - t0
     (draws, out), seconds = _timed(benchmark, lambda: fit(batch))
+    cols = out[("beta", "x0")]
+    label = f"{method} batch size {batch_size}"
+    check_estimates(label, method, cols["estimate"], cols["converged"])
     figure = {
         "batch_size": batch_size,
         "chains_in_lockstep": batch_size * SETTINGS["chains"],
@@ -554,8 +535,8 @@ def _program_args(model: str, batch: Batch, settings, size: int) -> tuple:
     stats = GroupStats(*(np.asarray(a) for a in batch.stats))
     ids, _ = C.size_classes(stats.n)
     tier = int(_tiers(stats)[0])
-    program = posterior._program(
-        settings.collapse, settings.chains, posterior.nuts_settings(settings), tier
+    program = bayes_draws._program(
+        settings.collapse, settings.chains, bayes_draws.nuts_settings(settings), tier
     )
 
     def shape(a):
@@ -583,7 +564,7 @@ dgp, idx = DGP(n_regions=a["n_regions"]), np.array(a["reps"])
 t0 = time.perf_counter()
 stats = group_stats(simulate_condition(dgp, a["seed"], idx))
 keys = method_keys(replication_keys(a["seed"], dgp, idx), a["method"])
-out = get_method(a["method"]).load()(Batch(keys, stats, None), a["level"], a["options"])
+out = get_method(a["method"]).load()(Batch(keys, stats), a["level"], a["options"])
 seconds = time.perf_counter() - t0
 hwm = None  # VmHWM: this process's own peak (ru_maxrss would include a forked parent's)
 for line in open("/proc/self/status"):

@@ -214,14 +214,12 @@ def _check_report_args(args: argparse.Namespace, figures: Path) -> dict:
     """The study of the folder, once the options and every output location are
     checked: before the pair plot's draws, which take a while, and any writing."""
     from mlmbias import store
+    from mlmbias.checks import check_level
     from mlmbias.report.document import check_outputs
 
     folder = args.folder
-    manifest = store.read_manifest(Path(folder))
-    if manifest is None:
-        raise ConfigError(f"{folder} holds no study (no {store.MANIFEST})")
-    if not 0 < args.alpha < 1:
-        raise ConfigError(f"'alpha' must lie in the open interval (0, 1), got {args.alpha}")
+    manifest = store.study_manifest(Path(folder))
+    check_level(args.alpha, "alpha")
     if not 0 <= args.corr_threshold <= 1:
         raise ConfigError(f"'corr_threshold' must lie in [0, 1], got {args.corr_threshold}")
     check_outputs(Path(folder), figures)

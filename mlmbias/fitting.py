@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mlmbias import flags
+from mlmbias.checks import check_level
 from mlmbias.errors import ConfigError
 from mlmbias.groupstats import group_stats_from_arrays
 from mlmbias.registry import Batch, MethodSpec, get_method, method_names, output_items, term_names
@@ -157,13 +157,7 @@ def fit_panel(
     z: str | Sequence[str] | None = None,
 ) -> PanelFit:
     """:func:`fit`'s table with the panel's size and a plain-words note per flag."""
-    if (
-        isinstance(level, bool)
-        or not isinstance(level, int | float)
-        or not math.isfinite(level)
-        or not 0 < level < 1
-    ):
-        raise ConfigError(f"'level' must lie in the open interval (0, 1), got {level!r}")
+    check_level(level)
     try:
         seed = check_seed(seed)
     except ValueError as exc:
@@ -201,7 +195,7 @@ def fit_panel(
     rep_key = jax.random.PRNGKey(seed)[None]
     rows: list[dict[str, Any]] = []
     for spec in specs:
-        batch = Batch(keys=method_keys(rep_key, spec.name), stats=stats, panel=None)
+        batch = Batch(keys=method_keys(rep_key, spec.name), stats=stats)
         out = spec.load()(batch, level, options_for(spec, options))
         for (estimand, term), cols in output_items(spec.name, out):
             row: dict[str, Any] = {"method": spec.name, "estimand": estimand, "term": names[term]}

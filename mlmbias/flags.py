@@ -27,11 +27,6 @@ NAMES = {
 }
 
 
-def describe(flag: int) -> list[str]:
-    """Names of the bits set in ``flag``."""
-    return [name for bit, name in NAMES.items() if flag & bit]
-
-
 # Why each flag is set, in plain words (``mlmbias fit`` prints these).
 EXPLANATIONS = {
     SINGLETON_GROUP: "some group has a single observation, which adds nothing to the "
@@ -58,7 +53,7 @@ def names(flag: int) -> list[str]:
     flag = int(flag)
     if flag < 0:
         return [f"invalid_{flag}"]
-    out = describe(flag)
+    out = [name for bit, name in NAMES.items() if flag & bit]
     unknown = flag & ~sum(NAMES)
     out += [f"bit_{1 << i}" for i in range(unknown.bit_length()) if unknown >> i & 1]
     return out

@@ -28,7 +28,6 @@ import jax
 
 from mlmbias.errors import ConfigError
 from mlmbias.groupstats import GroupStats
-from mlmbias.simulate import Panel
 
 
 class Batch(NamedTuple):
@@ -36,7 +35,6 @@ class Batch(NamedTuple):
 
     keys: jax.Array  # (rep, 2) the method's own key per replication
     stats: GroupStats  # (rep, R, ...) per-region sufficient statistics
-    panel: Panel | None  # observation-level data, when available (simulations)
 
 
 Key = tuple[str, str]  # (estimand, term)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
 import sys
 import time
 import traceback
@@ -29,6 +28,7 @@ from mlmbias import store
 from mlmbias.errors import ConfigError
 from mlmbias.groupstats import GroupStats, group_stats
 from mlmbias.progress import progress
+from mlmbias.provenance import environment
 from mlmbias.registry import Batch, MethodSpec, get_method, output_items, term_names
 from mlmbias.scenarios import Scenario
 from mlmbias.seeding import condition_id, data_keys, method_keys, replication_keys
@@ -163,22 +163,6 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> t
     return (k, n)
 
 
-def environment() -> dict[str, Any]:
-    import numpyro
-
-    from mlmbias import __version__
-
-    return {
-        "mlmbias": __version__,
-        "jax": jax.__version__,
-        "numpyro": numpyro.__version__,
-        "python": platform.python_version(),
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "machine": platform.machine(),
-    }
-
-
 def _normalise(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
@@ -229,9 +213,7 @@ def fit_unit(
     if devices > 1:
         keys, stats = _shard_over_devices(_pad_reps((keys, stats), n, devices))
     t0 = time.perf_counter()
-    out = spec.load()(
-        Batch(keys=keys, stats=stats, panel=None), study.level, method_options(study, spec)
-    )
+    out = spec.load()(Batch(keys=keys, stats=stats), study.level, method_options(study, spec))
     seconds = time.perf_counter() - t0
     words = np.asarray(rep_keys, dtype=np.uint64)
     terms = term_names(dgp.x_names, dgp.z_names)
@@ -273,9 +255,9 @@ def _release_sampler_programs() -> None:
     """Drop the Bayesian sampler's compiled programs, if it was loaded."""
     import sys
 
-    posterior = sys.modules.get("mlmbias.bayes.posterior")
-    if posterior is not None:
-        posterior._program.cache_clear()
+    draws = sys.modules.get("mlmbias.bayes.draws")
+    if draws is not None:
+        draws._program.cache_clear()
 
 
 @dataclass
@@ -388,19 +370,19 @@ def _run_locked(
                 f"mlmbias run: --force: removed {len(foreign)} files of another study from {root}",
                 file=sys.stderr,
             )
+    elif (problem := store.format_problem(root, old)) is not None:
+        # checked before the study: another format may resolve the same config differently
+        if not force:
+            raise ConfigError(
+                f"{problem}; rows of different formats are never mixed: use another "
+                "folder, or --force to replace its results"
+            )
+        _clear_results(root)
     elif old["study"] != study_dict:
         if not force:
             raise ConfigError(
                 f"{root} holds a different study ({old['study'].get('name')}); "
                 "use another folder or --force to replace it"
-            )
-        _clear_results(root)
-    elif old.get("results_format", 1) != store.RESULTS_FORMAT:
-        if not force:
-            raise ConfigError(
-                f"{root} holds this study in results format {old.get('results_format', 1)} "
-                f"of another mlmbias version (this one writes {store.RESULTS_FORMAT}); use "
-                "another folder or --force to redo it"
             )
         _clear_results(root)
     elif old.get("study_hash") != ident:
@@ -627,9 +609,7 @@ def scan(
     """Check every planned part of a study folder; with ``keep_rows`` also its rows."""
     root = Path(root)
     if manifest is None:
-        manifest = store.read_manifest(root)
-        if manifest is None:
-            raise ConfigError(f"{root} holds no study (no {store.MANIFEST})")
+        manifest = store.study_manifest(root)
     ident = store.check_format(root, manifest)
     flagged = bool(manifest.get("incomplete", False))
     frames: list[pd.DataFrame] = []
@@ -730,13 +710,7 @@ def merge(out: str | Path, shard_dirs: Sequence[str | Path]) -> MergeSummary:
 
     if not shard_dirs:
         raise ConfigError("merge needs at least one shard folder")
-    manifests = []
-    for d in shard_dirs:
-        m = store.read_manifest(Path(d))
-        if m is None:
-            raise ConfigError(f"{d} holds no study (no {store.MANIFEST})")
-        store.check_format(Path(d), m)
-        manifests.append(m)
+    manifests = [store.study_manifest(Path(d)) for d in shard_dirs]
     first = manifests[0]
     for d, m in zip(shard_dirs, manifests, strict=True):
         if m["study"] != first["study"]:

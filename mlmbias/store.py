@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlmbias.checks import is_integer
 from mlmbias.errors import ConfigError
 
 MANIFEST = "manifest.json"
@@ -303,15 +304,21 @@ def _check_manifest(path: Path, manifest: Any) -> dict[str, Any]:
     if (
         not isinstance(shard, list)
         or len(shard) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        or not all(is_integer(v) for v in shard)
         or not 1 <= shard[0] <= shard[1]
     ):
         raise bad(f"'shard' must be [K, N] with 1 <= K <= N, got {shard!r}")
-    for key, kind in (("study_hash", str), ("blocks", dict), ("incomplete", bool)):
+    for key, kind in (
+        ("study_hash", str),
+        ("blocks", dict),
+        ("incomplete", bool),
+        ("results_format", int),
+        ("mlmbias", str),
+    ):
         if key in manifest and not isinstance(manifest[key], kind):
             raise bad(f"'{key}' has the wrong type ({type(manifest[key]).__name__})")
     for key, value in manifest.get("blocks", {}).items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_integer(value) or value < 1:
             raise bad(f"'blocks.{key}' must be an integer >= 1, got {value!r}")
     return manifest
 
@@ -329,15 +336,32 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
     return _check_manifest(path, manifest)
 
 
+def format_problem(root: Path, manifest: Mapping[str, Any]) -> str | None:
+    """None when ``manifest`` is in this results format, else one line saying which
+    format and mlmbias version wrote the folder and which this one reads."""
+    from mlmbias import __version__
+
+    fmt = manifest.get("results_format", 1)
+    if fmt == RESULTS_FORMAT:
+        return None
+    writer = manifest.get("mlmbias")
+    by = f"mlmbias {writer}" if isinstance(writer, str) else "an older mlmbias"
+    return (
+        f"{root} holds results in format {fmt} written by {by}; this mlmbias "
+        f"{__version__} reads and writes format {RESULTS_FORMAT}"
+    )
+
+
 def check_format(root: Path, manifest: Mapping[str, Any]) -> str:
     """The study hash of a manifest written in this results format, else a ConfigError."""
-    fmt = manifest.get("results_format", 1)
-    if fmt != RESULTS_FORMAT or "study_hash" not in manifest:
+    problem = format_problem(root, manifest)
+    if problem is not None:
         raise ConfigError(
-            f"{root} holds results in format {fmt} of an older or newer mlmbias (this one "
-            f"reads format {RESULTS_FORMAT}); run the study again into another folder or "
-            "with --force"
+            f"{problem}; rows of different formats are never mixed: report it with the "
+            "mlmbias that wrote it, or run the study again into another folder"
         )
+    if "study_hash" not in manifest:
+        raise ConfigError(f"corrupt manifest {Path(root) / MANIFEST}: 'study_hash' is missing")
     expected = study_hash(manifest["study"])
     if manifest["study_hash"] != expected:
         raise ConfigError(
@@ -345,6 +369,16 @@ def check_format(root: Path, manifest: Mapping[str, Any]) -> str:
             "study (was it edited by hand?)"
         )
     return expected
+
+
+def study_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of a study folder written in this results format, else a
+    one-line ConfigError (no study, a corrupt manifest, another format)."""
+    manifest = read_manifest(root)
+    if manifest is None:
+        raise ConfigError(f"{root} holds no study (no {MANIFEST})")
+    check_format(root, manifest)
+    return manifest
 
 
 def prepare_folder(root: Path) -> None:
@@ -381,9 +415,7 @@ def load_results(root: str | Path) -> pd.DataFrame:
     from mlmbias.runner import scan
 
     root = Path(root)
-    if read_manifest(root) is None:
-        raise ConfigError(f"{root} holds no study (no {MANIFEST})")
-    check, frames = scan(root, keep_rows=True)
+    check, frames = scan(root, study_manifest(root), keep_rows=True)
     if not check.complete or check.extra:
         lines = check.lines()
         print(f"mlmbias: {lines[0]}", file=sys.stderr)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlmbias.checks import check_integer, check_level, is_integer, is_number
 from mlmbias.errors import ConfigError
 from mlmbias.registry import get_method, method_names
 from mlmbias.scenarios import DEFAULT, Scenario, get_scenario
@@ -55,26 +55,15 @@ class Study:
 
     def __post_init__(self) -> None:
         seed = self.seed
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < UINT32_LIMIT:
+        if not is_integer(seed) or not 0 <= seed < UINT32_LIMIT:
             raise ConfigError(
                 f"'seed' must be an integer with 0 <= seed < 2**32 = {UINT32_LIMIT}, got {seed!r}"
             )
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError(f"'name' must be a non-empty string, got {self.name!r}")
-        reps = self.replications
-        if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
-            raise ConfigError(f"'replications' must be an integer >= 1, got {reps!r}")
-        block = self.block
-        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
-            raise ConfigError(f"'block' must be an integer >= 1, got {block!r}")
-        level = self.level
-        if (
-            isinstance(level, bool)
-            or not isinstance(level, int | float)
-            or not math.isfinite(level)
-            or not 0 < level < 1
-        ):
-            raise ConfigError(f"'level' must lie in the open interval (0, 1), got {level!r}")
+        check_integer("replications", self.replications, 1)
+        check_integer("block", self.block, 1)
+        check_level(self.level)
         if isinstance(self.plugins, str) or not isinstance(self.plugins, Iterable):
             raise ConfigError(f"'plugins' must list modules or .py files, got {self.plugins!r}")
         object.__setattr__(self, "plugins", tuple(self.plugins))
@@ -156,9 +145,7 @@ class Study:
         from mlmbias.bayes.options import settings_from_options
 
         settings = {k: v for k, v in self.bayes.items() if k != "replications"}
-        reps = self.bayes.get("replications", 1)
-        if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
-            raise ConfigError(f"'bayes.replications' must be an integer >= 1, got {reps!r}")
+        check_integer("bayes.replications", self.bayes.get("replications", 1), 1)
         settings_from_options(settings)
 
     @property
@@ -249,7 +236,7 @@ def _check_distinct(key: str, values: tuple[Any, ...]) -> None:
     0.0 and -0.0, are the same condition and would be written over each other)."""
     seen: dict[float, int] = {}
     for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, int | float):
+        if not is_number(v):
             continue  # not a number: the scenario's validation names it
         first = seen.setdefault(v, i)
         if first != i:

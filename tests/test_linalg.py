@@ -68,7 +68,7 @@ from mlmbias import Contextual, group_stats, simulate_condition
 from mlmbias.registry import Batch, get_method
 stats = group_stats(simulate_condition(Contextual(n_regions=40, group_size=8.0), 1, range(1000)))
 for m in ("mundlak-reml", "hausman", "re-reml"):
-    out = get_method(m).load()(Batch(keys=None, stats=stats, panel=None), 0.95, {})
+    out = get_method(m).load()(Batch(keys=None, stats=stats), 0.95, {})
     assert all(np.isfinite(c["estimate"]).mean() > 0.99 for c in out.values()), m
 print("ok")
 """

@@ -141,12 +141,39 @@ def test_part_without_identity_is_refused_without_manifest(tmp_path):
     assert store.part_identity(victim) is not None
 
 
+def test_store_of_another_format_is_one_line_exit_2_and_untouched(tmp_path, capsys):
+    """A folder written by a newer mlmbias (format 5): run and report refuse it in
+    one line naming both versions, before writing anything; --force replaces it."""
+    from mlmbias import __version__
+
+    out = tmp_path / "out"
+    study = config(tmp_path)
+    assert code(["run", study, "--out", out, "--quiet"]) == 0
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert (manifest["mlmbias"], manifest["results_format"]) == (__version__, 4)
+    assert {"python", "jax", "numpyro", "backend", "devices", "cpu_count"} <= set(manifest)
+    newer = {**manifest, "results_format": 5, "mlmbias": "9.0.0", "study": {"renamed": 1}}
+    path.write_text(json.dumps(newer))
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    capsys.readouterr()
+    for args in (["run", study, "--out", out, "--quiet"], ["report", out, "--no-pair-plot"]):
+        assert code(args) == 2
+        err = one_line(capsys.readouterr().err)
+        assert f"format 5 written by mlmbias 9.0.0; this mlmbias {__version__}" in err
+        assert "reads and writes format 4" in err and "never mixed" in err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert json.loads(path.read_text()) == newer
+    assert code(["run", study, "--out", out, "--quiet", "--force"]) == 0
+    assert json.loads(path.read_text())["results_format"] == 4
+
+
 def test_older_format_and_edited_manifest_are_refused(tmp_path):
     run(tiny_study(), tmp_path)
     path = tmp_path / "manifest.json"
     good = json.loads(path.read_text())
     path.write_text(json.dumps({k: v for k, v in good.items() if k != "results_format"}))
-    with pytest.raises(ConfigError, match="results format 1"):
+    with pytest.raises(ConfigError, match="format 1 written by mlmbias "):
         run(tiny_study(), tmp_path)
     with pytest.raises(ConfigError, match="format 1"):
         load_results(tmp_path)
@@ -168,6 +195,7 @@ def test_older_format_and_edited_manifest_are_refused(tmp_path):
         '{"shard": [1, 1]}',
         '{"study": {}, "shard": "1/2"}',
         '{"study": {}, "blocks": {"bayes": "16"}}',
+        '{"study": {}, "results_format": "4"}',
     ],
 )
 def test_manifest_of_the_wrong_shape_is_one_line(tmp_path, capsys, content):

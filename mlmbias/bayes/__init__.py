@@ -8,7 +8,7 @@ Modules (imported on first use; importing this package does not import NumPyro):
   (the reference an analyst would write);
 - ``collapsed``: the same models' log densities from the group statistics alone;
 - ``sampler``: batched NUTS over replications x chains (NumPyro's functional ``hmc``);
-- ``posterior``: draws for many replications; ``summary``: summaries and diagnostics;
+- ``draws``: draws for many replications; ``summary``: summaries and diagnostics;
 - ``intercepts``: exact conditional draws of the region intercepts;
 - ``methods``: the registry's fit functions.
 """

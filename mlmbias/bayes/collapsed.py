@@ -214,7 +214,9 @@ class ModelInfo:
         return tuple(names)
 
 
-MODELS: dict[str, ModelInfo] = {
+# What each collapsed model samples and reports (``mlmbias.bayes.models.MODELS``
+# holds the observation-level NumPyro functions of the same names).
+MODEL_INFO: dict[str, ModelInfo] = {
     "pooled": ModelInfo("pooled", True, False, False),
     "fe": ModelInfo("fe", False, False, False),
     "re": ModelInfo("re", True, False, True),
@@ -226,7 +228,7 @@ MODELS: dict[str, ModelInfo] = {
 def linear_spec(
     model: str, priors: Priors, p: int = 1, q: int = 0, general: bool = False
 ) -> LinearSpec | GeneralSpec:
-    """The :class:`LinearSpec` of ``model`` (a key of ``MODELS``) under ``priors``;
+    """The :class:`LinearSpec` of ``model`` (a key of ``MODEL_INFO``) under ``priors``;
     a :class:`GeneralSpec` for p within and q level-2 covariates unless p = 1 and
     q = 0 (or with ``general``)."""
     if general or p != 1 or q != 0:
@@ -252,7 +254,7 @@ def linear_spec(
         loc[2], scale[2] = p.between_loc, p.between_scale
         readout[2] = (0.0, -1.0, 1.0)  # contextual = beta_between - beta_within
     else:
-        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODEL_INFO)}")
     return LinearSpec(
         hcoef=jnp.asarray(np.asarray(hcoef, float)),
         offset=jnp.asarray(float(offset)),
@@ -629,23 +631,20 @@ def logdensity_full(z: jax.Array, cs: ClassSums, spec: LinearSpec) -> jax.Array:
     return lp + _loglik_centred(spec, cs, theta_c, sigma, sigma_a)
 
 
-def initial_center(rd: RegionData, spec: LinearSpec, mode: str) -> jax.Array:
-    """A data-based centre for dispersed initial values of one panel.
-
-    log sigma at the log of the pooled within-region SD of y, log sigma_a at the
-    log SD of the region means of y; theta (``"intercepts"`` mode) at 0.
-    """
+def initial_center(rd: RegionData, spec: LinearSpec) -> jax.Array:
+    """A data-based centre (log sigma, log sigma_a) for dispersed initial values of
+    one panel: the log of the pooled within-region SD of y and the log SD of the
+    region means of y (the sampler centres the coefficients itself)."""
     if isinstance(rd, GeneralRegionData):
-        return _general_initial_center(rd, spec, mode)
+        syy_w = rd.w[-1, -1]
+    else:
+        syy_w = rd.syy_w
     n_tot = jnp.sum(rd.n)
     n_reg = jnp.sum(rd.n > 0)
-    sd_w = jnp.sqrt(jnp.maximum(rd.syy_w, 1e-12) / jnp.maximum(n_tot - n_reg, 1.0))
+    sd_w = jnp.sqrt(jnp.maximum(syy_w, 1e-12) / jnp.maximum(n_tot - n_reg, 1.0))
     sd_b = jnp.sqrt(jnp.sum(rd.n * rd.dy**2) / jnp.maximum(n_tot, 1.0))
     v = jnp.where(spec.sa_sampled > 0, jnp.log(jnp.maximum(sd_b, 1e-6)), 0.0)
-    u = jnp.stack([jnp.log(sd_w), v])
-    if mode == "coefficients":
-        return u
-    return jnp.concatenate([jnp.zeros(K), u])
+    return jnp.stack([jnp.log(sd_w), v])
 
 
 # --- the general form: p within covariates x, q level-2 covariates z -------------------
@@ -760,7 +759,7 @@ def general_spec(model: str, priors: Priors, p: int, q: int) -> GeneralSpec:
         for j in range(p):  # contextual_j = beta_between_j - beta_within_j
             readout[1 + p + j, 1 + j] = -1.0
     else:
-        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODEL_INFO)}")
     return GeneralSpec(
         hcoef=jnp.asarray(np.asarray(hcoef, float)),
         offset=jnp.asarray(float(offset)),
@@ -892,19 +891,6 @@ def _general_to_centred(c: GeneralCentring, theta: jax.Array) -> jax.Array:
 def _general_transform(c: GeneralCentring) -> jax.Array:
     k = c.a.shape[-1] + 1
     return jnp.eye(k).at[0, 1:].set(c.a)
-
-
-def _general_initial_center(rd: GeneralRegionData, spec: GeneralSpec, mode: str) -> jax.Array:
-    p = rd.w.shape[-1] - 1
-    n_tot = jnp.sum(rd.n)
-    n_reg = jnp.sum(rd.n > 0)
-    sd_w = jnp.sqrt(jnp.maximum(rd.w[p, p], 1e-12) / jnp.maximum(n_tot - n_reg, 1.0))
-    sd_b = jnp.sqrt(jnp.sum(rd.n * rd.dy**2) / jnp.maximum(n_tot, 1.0))
-    v = jnp.where(spec.sa_sampled > 0, jnp.log(jnp.maximum(sd_b, 1e-6)), 0.0)
-    u = jnp.stack([jnp.log(sd_w), v])
-    if mode == "coefficients":
-        return u
-    return jnp.concatenate([jnp.zeros(spec.loc.shape[-1]), u])
 
 
 def general_design(spec: GeneralSpec, rd: GeneralRegionData) -> jax.Array:

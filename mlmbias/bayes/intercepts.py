@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from mlmbias.bayes.collapsed import MODELS, RegionData, region_data
+from mlmbias.bayes.collapsed import MODEL_INFO, RegionData, region_data
 from mlmbias.bayes.priors import Priors
 from mlmbias.groupstats import GroupStats
 
@@ -35,7 +35,7 @@ def conditional(
     """Mean and SD of every alpha_r given one draw ``q`` (keys mu, beta, contextual,
     sigma, sigma_a; scalars or arrays of draws, broadcast against (R,) with a
     trailing region axis added)."""
-    if model not in MODELS:
+    if model not in MODEL_INFO:
         raise ValueError(f"unknown model {model!r}")
     if not isinstance(rd, RegionData):
         raise ValueError("intercept draws are implemented for one covariate x and no z")

@@ -1,7 +1,7 @@
 """The registered Bayesian methods: batch fit functions of the registry's interface.
 
 ``fit(batch, level, options)`` samples the collapsed model of every replication
-(:mod:`mlmbias.bayes.posterior`) from ``batch.stats`` alone and summarises it.
+(:mod:`mlmbias.bayes.draws`) from ``batch.stats`` alone and summarises it.
 With p within-varying covariates x_1..x_p and q level-2 covariates z_1..z_q
 (from the shapes of the statistics; p >= 1) the models are
 
@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 
 from mlmbias import flags
-from mlmbias.bayes.collapsed import MODELS
+from mlmbias.bayes.collapsed import MODEL_INFO
+from mlmbias.bayes.draws import Draws, sample
 from mlmbias.bayes.options import settings_from_options
-from mlmbias.bayes.posterior import Draws, sample
 from mlmbias.bayes.summary import correlation, summarize
 from mlmbias.errors import ConfigError
 from mlmbias.registry import Batch
@@ -69,7 +69,7 @@ COLUMNS = (
 
 def reported(model: str, p: int = 1, q: int = 0) -> tuple[tuple[str, str], ...]:
     """The (estimand, term) keys of ``model``'s output, in order."""
-    info = MODELS[model]
+    info = MODEL_INFO[model]
     keys = [("beta", f"x{j}") for j in range(p)]
     if model != "fe":  # the region intercepts absorb level-2 covariates
         keys += [("beta", f"z{j}") for j in range(q)]
@@ -81,7 +81,7 @@ def reported(model: str, p: int = 1, q: int = 0) -> tuple[tuple[str, str], ...]:
 def monitored(model: str, p: int = 1, q: int = 0) -> tuple[tuple[str, str], ...]:
     """The quantities whose R-hat and ESS decide convergence: the reported
     coefficients, then mu, sigma and sigma_a where the model has them."""
-    info = MODELS[model]
+    info = MODEL_INFO[model]
     keys = list(reported(model, p, q))
     if info.has_mu:
         keys.append(("mu", ""))
@@ -102,7 +102,7 @@ def summarize_draws(
     model: str, draws: Draws, level: float, rhat_max: float, ess_min: float
 ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """The registry's output for ``model`` from its draws."""
-    info = MODELS[model]
+    info = MODEL_INFO[model]
     p, q = _dims(draws.keys)
     sums = {key: summarize(draws.get(*key), level) for key in monitored(model, p, q)}
     rhat_ok = np.all([s["rhat"] <= rhat_max for s in sums.values()], axis=0)

@@ -32,6 +32,7 @@ from typing import Any
 import jax
 
 from mlmbias.bayes.priors import Priors, priors_from_options
+from mlmbias.checks import check_integer, check_number
 from mlmbias.errors import ConfigError
 
 COLLAPSE_MODES = ("coefficients", "intercepts")
@@ -59,23 +60,6 @@ class BayesSettings:
     priors: Priors = field(default_factory=Priors)
 
 
-def _int(key: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"'{key}' must be an integer >= {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ConfigError(f"'{key}' must be an integer <= {high}, got {value!r}")
-    return int(value)
-
-
-def _float(key: str, value: Any, low: float, high: float, open_low: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
-    if value < low or value > high or (open_low and value == low):
-        bracket = "(" if open_low else "["
-        raise ConfigError(f"'{key}' must lie in {bracket}{low}, {high}], got {value!r}")
-    return float(value)
-
-
 def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
     """Validate the ``[bayes]`` table; an unknown key is a ``ConfigError`` naming it."""
     options = dict(options or {})
@@ -97,30 +81,32 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
             raise ConfigError(f"unknown [bayes] option '{key}'; allowed: {allowed}")
     out: dict[str, Any] = {"priors": priors_from_options(options)}
     if "chains" in options:
-        out["chains"] = _int("chains", options["chains"], 1)
+        out["chains"] = check_integer("chains", options["chains"], 1)
     if "warmup" in options:
-        out["warmup"] = _int("warmup", options["warmup"], 0)
+        out["warmup"] = check_integer("warmup", options["warmup"], 0)
     if "draws" in options:
-        out["draws"] = _int("draws", options["draws"], 4)
+        out["draws"] = check_integer("draws", options["draws"], 4)
     if "dense_mass" in options:
         if not isinstance(options["dense_mass"], bool):
             raise ConfigError(f"'dense_mass' must be true or false, got {options['dense_mass']!r}")
         out["dense_mass"] = options["dense_mass"]
     batch = options.get("batch_size")
-    out["batch_size"] = default_batch_size() if batch is None else _int("batch_size", batch, 1)
+    out["batch_size"] = (
+        default_batch_size() if batch is None else check_integer("batch_size", batch, 1)
+    )
     if "rhat_max" in options:
-        out["rhat_max"] = _float("rhat_max", options["rhat_max"], 1.0, math.inf)
+        out["rhat_max"] = check_number("rhat_max", options["rhat_max"], 1.0, math.inf)
     if "ess_min" in options:
-        out["ess_min"] = _float("ess_min", options["ess_min"], 0.0, math.inf)
+        out["ess_min"] = check_number("ess_min", options["ess_min"], 0.0, math.inf)
     if "collapse" in options:
         if options["collapse"] not in COLLAPSE_MODES:
             allowed = ", ".join(COLLAPSE_MODES)
             raise ConfigError(f"'collapse' must be one of {allowed}, got {options['collapse']!r}")
         out["collapse"] = options["collapse"]
     if "target_accept" in options:
-        out["target_accept"] = _float(
+        out["target_accept"] = check_number(
             "target_accept", options["target_accept"], 0.0, 0.999, open_low=True
         )
     if "max_tree_depth" in options:
-        out["max_tree_depth"] = _int("max_tree_depth", options["max_tree_depth"], 1, 15)
+        out["max_tree_depth"] = check_integer("max_tree_depth", options["max_tree_depth"], 1, 15)
     return BayesSettings(**out)

@@ -49,6 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mlmbias.checks import is_number
 from mlmbias.errors import ConfigError
 
 
@@ -73,7 +74,7 @@ class Priors:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             key = PREFIX + f.name
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if not is_number(value):
                 raise ConfigError(f"'{key}' must be a number, got {value!r}")
             if not math.isfinite(value):
                 raise ConfigError(f"'{key}' must be finite, got {value!r}")

@@ -42,6 +42,7 @@ class ChainOutput(NamedTuple):
     step_size: jax.Array  # () adapted step size
     accept_prob: jax.Array  # () mean acceptance probability after warm-up
     warmup_num_steps: jax.Array  # (warmup,) int32 leapfrog steps per warm-up iteration
+    inverse_mass: jax.Array  # (dim,) or, dense, (dim, dim) adapted inverse mass matrix
 
 
 def nuts_chain(
@@ -97,6 +98,7 @@ def nuts_chain(
         state.adapt_state.step_size,
         state.mean_accept_prob,
         warm_steps,
+        state.adapt_state.inverse_mass_matrix,
     )
 
 

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as st
 
-from mlmbias.bayes.collapsed import MODELS
+from mlmbias.bayes.collapsed import MODEL_INFO
+from mlmbias.bayes.draws import sample
 from mlmbias.bayes.options import BayesSettings
-from mlmbias.bayes.posterior import sample
 from mlmbias.groupstats import group_stats
 from mlmbias.scenarios import Seed
 from mlmbias.simulate import simulate_condition
@@ -82,7 +82,7 @@ def run_sbc(
     draws = sample(model, keys, stats, settings)
     total = settings.chains * settings.draws
     idx = np.linspace(0, total - 1, thin).round().astype(int)
-    names = MODELS[model].params
+    names = MODEL_INFO[model].params
     ranks = np.empty((trials, len(names)), int)
     for j, name in enumerate(names):
         pooled = draws.get(name).reshape(trials, -1)[:, idx]

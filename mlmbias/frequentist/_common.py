@@ -156,7 +156,6 @@ def batch_method(core: Core) -> Callable[[Batch, float, Mapping[str, Any]], dict
         level = jnp.asarray(level, dtype=float)
         return {e: _with_interval(cols, level) for e, cols in out.items()}
 
-    fit.core = core  # the one-replication function, for composition and tests
     fit.compiled = compiled
     fit.__doc__ = core.__doc__
     return fit

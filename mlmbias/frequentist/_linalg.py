@@ -38,7 +38,6 @@ import numpy as np
 from mlmbias import linalg
 from mlmbias.groupstats import GroupStats
 
-COLUMNS = ("const", "x", "xbar", "z")
 # Relative size below which the within-region variation of a covariate counts as
 # absent (and the rank threshold of the scaled between/within regressions).
 WITHIN_TOL = 1e-12

@@ -29,7 +29,6 @@ import pandas as pd
 # A row of the summary is a condition, method, estimand and term (the covariate an
 # estimate belongs to, e.g. "ad_spend" in the seed scenario; "" for a test).
 KEYS = ("method", "estimand", "term")
-COUNT_STATS = ("n_total", "n_used", "n_failed", "n_not_converged")
 
 
 def _sd(v: np.ndarray) -> float:

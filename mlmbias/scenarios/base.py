@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
+from mlmbias.checks import is_number
 from mlmbias.errors import ConfigError
 
 
@@ -128,7 +129,7 @@ class Scenario(abc.ABC):
                     f"field '{f.name}' must be one of {', '.join(spec.choices)}, got {value!r}"
                 )
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not is_number(value):
             self.fail(f"field '{f.name}' must be a number, got {value!r}")
         if not math.isfinite(value):
             self.fail(f"field '{f.name}' must be finite, got {value!r}")

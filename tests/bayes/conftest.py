@@ -24,7 +24,7 @@ def make_batch(method: str, dgp: DGP, seed: int, reps) -> Batch:
     reps = np.asarray(reps)
     panel = simulate_condition(dgp, seed, reps)
     keys = method_keys(replication_keys(seed, dgp, reps), method)
-    return Batch(keys=keys, stats=group_stats(panel), panel=panel)
+    return Batch(keys=keys, stats=group_stats(panel))
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,10 @@ from numpyro.infer import MCMC, NUTS
 from scipy.stats import norm
 
 from mlmbias.bayes import collapsed as C
+from mlmbias.bayes.draws import QUANTITIES, sample
 from mlmbias.bayes.intercepts import draw_intercepts
 from mlmbias.bayes.models import MODELS
 from mlmbias.bayes.options import settings_from_options
-from mlmbias.bayes.posterior import QUANTITIES, sample
 from mlmbias.bayes.summary import ess_mean
 from mlmbias.groupstats import GroupStats
 
@@ -35,7 +35,7 @@ OBS_SITE["sigma_a"] = "sigma_a"
 
 
 def _params(model):
-    info = C.MODELS[model]
+    info = C.MODEL_INFO[model]
     names = ["beta", "sigma"]
     if info.has_mu:
         names.append("mu")
@@ -77,7 +77,7 @@ def _observation_level(model, region, x, y, n_regions):
     return {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
 
 
-@pytest.mark.parametrize("model", list(C.MODELS))
+@pytest.mark.parametrize("model", list(C.MODEL_INFO))
 def test_collapsed_matches_observation_level(seed_panel, seed_stats, model):
     mask = np.asarray(seed_panel.mask[0])
     region = np.asarray(seed_panel.region[0])[mask]

@@ -10,7 +10,7 @@ from mlmbias.bayes import collapsed as C
 from mlmbias.bayes.priors import Priors
 from mlmbias.groupstats import GroupStats, group_stats_from_arrays
 
-MODELS = list(C.MODELS)
+MODELS = list(C.MODEL_INFO)
 
 
 def _panel(seed_panel, rep=0):

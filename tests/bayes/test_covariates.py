@@ -25,14 +25,14 @@ from _panels import covariate_panel
 
 from mlmbias import ConfigError
 from mlmbias.bayes import collapsed as C
+from mlmbias.bayes.draws import Draws, quantity_keys
 from mlmbias.bayes.methods import summarize_draws
-from mlmbias.bayes.posterior import Draws, quantity_keys
 from mlmbias.bayes.priors import Priors
 from mlmbias.fitting import fit
 from mlmbias.groupstats import GroupStats, group_stats_from_arrays
 from mlmbias.registry import Batch, get_method
 
-MODELS = list(C.MODELS)
+MODELS = list(C.MODEL_INFO)
 # jitted: one compilation per function and data structure rather than one per
 # primitive, as eager calls would pay
 loglik = jax.jit(C.loglik_given_coefficients)
@@ -146,7 +146,7 @@ def test_general_form_agrees_with_the_one_covariate_form(seed_stats, model):
             row += [post.mean, covariance(post)]
             z = jnp.concatenate([jnp.array([5.0, 1.0, -1.0]), u])
             row += list(density_full(z, cs, spec))
-        row.append(C.initial_center(rd, spec, "intercepts"))
+        row.append(C.initial_center(rd, spec))
         res.append(row)
     for a, b in zip(*res, strict=True):
         a, b = np.asarray(a), np.asarray(b)
@@ -264,7 +264,7 @@ def test_no_within_covariate_is_refused(name):
     stats = group_stats_from_arrays(
         codes, np.empty((12, 0)), rng.normal(size=12), 4, rng.normal(size=(4, 1))
     )
-    batch = Batch(jnp.zeros((1, 2), jnp.uint32), stats, None)
+    batch = Batch(jnp.zeros((1, 2), jnp.uint32), stats)
     with pytest.raises(ConfigError, match="at least one within-varying covariate"):
         get_method(name).load()(batch, 0.94, {})
 
@@ -272,6 +272,6 @@ def test_no_within_covariate_is_refused(name):
 def test_empty_batch_keys():
     codes, x, y, z = small_panel()
     stats = group_stats_from_arrays(codes, x, y, len(z), z)
-    empty = Batch(jnp.zeros((0, 2), jnp.uint32), GroupStats(*(a[:0] for a in stats)), None)
+    empty = Batch(jnp.zeros((0, 2), jnp.uint32), GroupStats(*(a[:0] for a in stats)))
     out = get_method("bayes-mundlak").load()(empty, 0.94, {})
     assert len(out) == 5 and all(c["estimate"].shape == (0,) for c in out.values())

@@ -6,8 +6,8 @@ import pytest
 from scipy.stats import norm
 
 from mlmbias import ConfigError, flags, to_frame
+from mlmbias.bayes.draws import QUANTITIES, Draws
 from mlmbias.bayes.methods import summarize_draws
-from mlmbias.bayes.posterior import QUANTITIES, Draws
 from mlmbias.bayes.summary import mcse_mean
 from mlmbias.fitting import fit
 from mlmbias.registry import Batch, get_method, method_names
@@ -105,8 +105,8 @@ def test_rerun_identical_and_alone_identical():
 def test_other_batch_size_agrees_within_mcse():
     """Another batch size (another compiled program) gives the same posterior within
     Monte Carlo error: 6 comparisons at 0.001 / 6 each."""
+    from mlmbias.bayes.draws import sample
     from mlmbias.bayes.options import settings_from_options
-    from mlmbias.bayes.posterior import sample
 
     batch = make_batch("bayes-mundlak", SEED_DGP, 5, np.arange(3))
     a = sample("mundlak", batch.keys, batch.stats, settings_from_options(SMALL))
@@ -209,6 +209,6 @@ def test_fit_user_panel_has_diagnostics(seed_panel):
 
 def test_empty_batch():
     batch = make_batch("bayes-re", SEED_DGP, 5, [0])
-    empty = Batch(batch.keys[:0], type(batch.stats)(*(a[:0] for a in batch.stats)), None)
+    empty = Batch(batch.keys[:0], type(batch.stats)(*(a[:0] for a in batch.stats)))
     out = get_method("bayes-re").load()(empty, 0.94, SMALL)
     assert out[("beta", "x0")]["estimate"].shape == (0,)

@@ -74,7 +74,7 @@ def _one(stats, rep=0):
 
 @pytest.mark.parametrize("which", ["y", "x", "xy"])
 @pytest.mark.parametrize("shift", sorted(TOLERANCE))
-@pytest.mark.parametrize("model", list(C.MODELS))
+@pytest.mark.parametrize("model", list(C.MODEL_INFO))
 def test_collapsed_posterior_is_shift_invariant(seed_panel, model, shift, which):
     tol = TOLERANCE[shift]
     base_opts, shift_opts = prior_options(shift, which)
@@ -118,7 +118,7 @@ def test_nuts_fit_is_shift_invariant(seed_panel, which):
     for method in BAYES:
         fits = []
         for panel, opts in zip(panels, (base_opts, shift_opts), strict=True):
-            batch = Batch(method_keys(rep_keys, method), group_stats(panel), None)
+            batch = Batch(method_keys(rep_keys, method), group_stats(panel))
             fits.append(get_method(method).load()(batch, 0.94, {**SMALL, **opts}))
         for estimand, cols in fits[0].items():
             se = np.asarray(cols["se"], float)
@@ -157,7 +157,7 @@ _covariance = jax.jit(C.coefficient_covariance)
 
 
 @pytest.mark.parametrize("which", ["y", "x", "z"])
-@pytest.mark.parametrize("model", list(C.MODELS))
+@pytest.mark.parametrize("model", list(C.MODEL_INFO))
 def test_general_form_is_shift_invariant(model, which):
     """The general form (p = 2, q = 1) at a shift of 1e9 of y, of both x or of z
     (z, like x, with flat priors on the intercepts): densities, gradients and the

@@ -70,7 +70,7 @@ def build_reference() -> Reference:
         for i in range(reps):
             labels.append(name)
             frames.append(to_frame(panel, i))
-    batch = Batch(keys=None, stats=concat_stats(parts), panel=None)
+    batch = Batch(keys=None, stats=concat_stats(parts))
     results = run_all(batch)
     return Reference(labels, frames, batch, results)
 

@@ -93,7 +93,7 @@ def _stats(frame: pd.DataFrame, x, z, n_groups: int | None = None) -> GroupStats
 
 
 def _run(stats: GroupStats) -> dict:
-    batch = Batch(None, stats, None)
+    batch = Batch(None, stats)
     return {m: get_method(m).load()(batch, LEVEL, {}) for m in METHODS}
 
 

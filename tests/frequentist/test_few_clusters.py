@@ -64,7 +64,7 @@ def fitted():
     for ids in by_shape.values():
         parts = [pad_stats(stats_of(data[i]), PAD) for i in ids]
         stats = type(parts[0])(*(np.concatenate(f) for f in zip(*parts, strict=True)))
-        batch = Batch(keys=None, stats=stats, panel=None)
+        batch = Batch(keys=None, stats=stats)
         for m in CR_METHODS:
             res = get_method(m).load()(batch, LEVEL, {})
             for r, i in enumerate(ids):
@@ -180,7 +180,7 @@ def test_wild_full_enumeration_equals_wildboottest(panel):
     t, t_boot, p_ref = _wildboottest(d, 999)
     stats = stats_of(d)
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
-    res = wild.hausman_wild(Batch(keys=keys, stats=stats, panel=None), LEVEL, {"draws": 999})
+    res = wild.hausman_wild(Batch(keys=keys, stats=stats), LEVEL, {"draws": 999})
     row = {c: float(v[0]) for c, v in res[("test", "")].items()}
     close(row["estimate"], t, "t")
     assert row["draws"] == 2**g
@@ -198,7 +198,7 @@ def test_wild_full_enumeration_equals_wildboottest(panel):
     # padded with empty regions (and an empty one first): the same 2^G enumeration
     padded = pad_stats(stats, PAD)
     padded = type(stats)(*(np.roll(np.asarray(a), 1, axis=1) for a in padded))
-    res = wild.hausman_wild(Batch(keys=keys, stats=padded, panel=None), LEVEL, {"draws": 999})
+    res = wild.hausman_wild(Batch(keys=keys, stats=padded), LEVEL, {"draws": 999})
     assert float(res[("test", "")]["draws"][0]) == 2**g
     assert float(res[("test", "")]["p_value"][0]) == row["p_value"]
     v_pad, mask = wild.enumerated_weights(np.asarray(padded.n[0]) > 0, 999)
@@ -258,13 +258,13 @@ def test_wild_random_draws_follow_the_keys():
     two = type(stats)(*(np.concatenate([a, a]) for a in stats))
     keys = jax.random.split(jax.random.PRNGKey(7), 2)
     fit = get_method("hausman-wild").load()
-    a = fit(Batch(keys=keys, stats=two, panel=None), LEVEL, {"draws": 199})[("test", "")]
-    b = fit(Batch(keys=keys, stats=two, panel=None), LEVEL, {"draws": 199})[("test", "")]
+    a = fit(Batch(keys=keys, stats=two), LEVEL, {"draws": 199})[("test", "")]
+    b = fit(Batch(keys=keys, stats=two), LEVEL, {"draws": 199})[("test", "")]
     np.testing.assert_array_equal(a["p_value"], b["p_value"])
     assert a["draws"][0] == 199
     assert a["estimate"][0] == a["estimate"][1]  # same data
     assert a["p_value"][0] != a["p_value"][1]  # other draws
-    w = fit(Batch(keys=keys, stats=two, panel=None), LEVEL, {"draws": 199, "weights": "webb"})
+    w = fit(Batch(keys=keys, stats=two), LEVEL, {"draws": 199, "weights": "webb"})
     pw = w[("test", "")]["p_value"]
     assert np.all((pw >= 0) & (pw <= 1)) and w[("test", "")]["draws"][0] == 199
 
@@ -294,7 +294,7 @@ def test_degenerate_panels_are_nan_and_flagged():
     one.loc[one.g == 3, "x0"] = d.loc[d.g == 3, "x0"]
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
     for frame, case in ((flat, "flat"), (one, "one")):
-        batch = Batch(keys=keys, stats=stats_of(frame), panel=None)
+        batch = Batch(keys=keys, stats=stats_of(frame))
         for m in ("fe-cr2", "fe-cr3", "hausman-cr2", "hausman-wild"):
             key = ("test", "") if m.startswith("hausman") else ("beta", "x0")
             row = {

@@ -50,7 +50,7 @@ def test_classic_not_positive_definite_is_flagged():
     dgp = DGP(n_regions=5, competition_sd=0.0, adspend_region_sd=0.0, confounding=0.0)
     panel = simulate_condition(dgp, 21, range(8), max_obs(5))
     stats = pad_stats(group_stats(panel), R_PAD)
-    out = get_method("hausman").load()(Batch(None, stats, None), LEVEL, {})[("test", "")]
+    out = get_method("hausman").load()(Batch(None, stats), LEVEL, {})[("test", "")]
     seen = set()
     for i in range(8):
         contrast, var_diff = _classic_from_linearmodels(panel_data(to_frame(panel, i)))
@@ -104,7 +104,7 @@ def test_sigmamore_defined_where_the_classic_test_is_not():
     dgp = DGP(n_regions=5, competition_sd=0.0, adspend_region_sd=0.0, confounding=0.0)
     panel = simulate_condition(dgp, 21, range(8), max_obs(5))
     stats = pad_stats(group_stats(panel), R_PAD)
-    batch = Batch(None, stats, None)
+    batch = Batch(None, stats)
     classic = get_method("hausman").load()(batch, LEVEL, {})[("test", "")]
     more = get_method("hausman-sigmamore").load()(batch, LEVEL, {})[("test", "")]
     assert np.isnan(classic["estimate"][:8]).any()

@@ -43,6 +43,6 @@ def test_two_regions_between_has_no_degrees_of_freedom(reference):
 
     frame = reference.frames[0]
     two = frame[frame.region < 2]
-    out = get_method("between").load()(Batch(None, stats_of(two), None), LEVEL, {})[("beta", "x0")]
+    out = get_method("between").load()(Batch(None, stats_of(two)), LEVEL, {})[("beta", "x0")]
     assert np.isnan(out["se"][0])
     assert out["flag"][0] & flags.NONFINITE

@@ -72,7 +72,7 @@ def fit_all(codes, xs, ys, zs=None):
             z = np.vstack([z, np.zeros((R_PAD - len(z), z.shape[1]))])
         parts.append(group_stats_from_arrays(codes, x, y, R_PAD, z))
     stats = GroupStats(*(np.concatenate(cols) for cols in zip(*parts, strict=True)))
-    batch = Batch(keys=None, stats=stats, panel=None)
+    batch = Batch(keys=None, stats=stats)
     return {m: get_method(m).load()(batch, LEVEL, {}) for m in method_names("frequentist")}
 
 

@@ -1,10 +1,10 @@
-"""Batched posterior sampling: the lockstep accounting of ``sample``."""
+"""Batched posterior sampling (mlmbias.bayes.draws): the lockstep accounting of ``sample``."""
 
 import numpy as np
 import pytest
 
+from mlmbias.bayes.draws import Draws, lockstep_steps, sample
 from mlmbias.bayes.options import settings_from_options
-from mlmbias.bayes.posterior import Draws, lockstep_steps, sample
 
 from .conftest import SEED_DGP, SMALL, make_batch
 

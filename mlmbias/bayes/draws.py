@@ -95,7 +95,7 @@ def class_tier(distinct: int, n_regions: int) -> int:
 
 def _initial(rd: C.RegionData, cs: C.ClassSums, spec: C.LinearSpec, mode: str):
     """Centre of the initial values and a guess of the posterior variances (unconstrained)."""
-    u = C.initial_center(rd, spec, "coefficients")
+    u = C.initial_center(rd, spec)
     n_tot = jnp.sum(rd.n)
     n_reg = jnp.sum(rd.n > 0)
     var_u = jnp.stack(
