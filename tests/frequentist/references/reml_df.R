@@ -1,6 +1,7 @@
 # Reference values of the Mundlak REML methods with small-sample df, from R's
 # lmerTest (Satterthwaite) and pbkrtest via lmerTest (Kenward-Roger), for the
-# panels of few_clusters_panels.csv:
+# panels of few_clusters_panels.csv and reml_df_panels.csv (where the between
+# variance is estimated at 0):
 #   lmer(y ~ x.. + xbar.. (+ z0) + (1 | g), REML = TRUE)
 # with xbar the region means of x. lme4's default optimiser stops at
 # |change in deviance| < 1e-8 or so, which leaves the variance ratio (and so the
@@ -13,7 +14,10 @@
 # p_value, theta, sigma).
 suppressPackageStartupMessages(library(lmerTest))
 dir <- "tests/frequentist/references"
-panels <- read.csv(file.path(dir, "few_clusters_panels.csv"))
+panels <- rbind(
+  read.csv(file.path(dir, "few_clusters_panels.csv")),
+  read.csv(file.path(dir, "reml_df_panels.csv"))  # the boundary: s_a^2 estimated at 0
+)
 control <- lmerControl(
   optimizer = "nloptwrap",
   optCtrl = list(xtol_abs = 1e-14, ftol_abs = 1e-15, xtol_rel = 1e-14, ftol_rel = 1e-15,
