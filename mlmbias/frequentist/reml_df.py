@@ -45,7 +45,13 @@ within sums of products and xbar_r the region means of the regressors: O(R)
 per replication, no N x N matrix.
 
 Flags as ``mundlak-reml``; a df that is not finite and positive (e.g. a
-Hessian that is not positive definite) is NaN, and its row NONFINITE.
+Hessian that is not positive definite) is NaN, and its row NONFINITE. With no
+more regions than region-level regressors (G <= 1 + p + q) the between variance
+has no residual df: the Satterthwaite df of the contextual effects and of z
+collapse towards 0 (intervals of enormous width), and Kenward-Roger's come out
+negative, so NaN. At the boundary (s_a^2 = 0) every Satterthwaite df is N - K:
+the derivative of the variances in theta vanishes there, leaving sigma's
+curvature; lmerTest gives the same.
 """
 
 from __future__ import annotations

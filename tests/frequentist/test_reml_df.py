@@ -21,7 +21,7 @@ import pytest
 import scipy.stats as st
 from frequentist.reference import OPTIMISER_RTOL, pad_stats
 from frequentist.test_few_clusters import stats_of
-from frequentist.test_shift import TOLERANCE, assert_invariant, panel_pq
+from frequentist.test_shift import TOLERANCE, assert_invariant, panel, panel_pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
@@ -176,24 +176,55 @@ def test_no_within_variation_is_nan_for_that_x_only():
             assert np.isfinite(good["se"]) and 0 < good["df"] < len(d)
 
 
+def _shift_fits(codes, xs, ys, zs):
+    parts = []
+    for xx, yy, zz in zip(xs, ys, zs, strict=True):
+        zz = np.vstack([zz, np.zeros((PAD - len(zz), zz.shape[1]))])
+        parts.append(group_stats_from_arrays(codes, xx, yy, PAD, zz))
+    fits = fit_batch(parts)
+    # the base panel is fitted (the comparison is not void): every coefficient where
+    # the regions leave the between regression residual df, the within effects always
+    between_df = len(np.unique(codes)) - 1 - 2 * xs[0].shape[1] - zs[0].shape[1]
+    for out in fits.values():
+        for (estimand, term), cols in out.items():
+            if between_df > 0 or (estimand, term[0]) == ("beta", "x"):
+                assert np.isfinite(cols["df"][0]) and np.isfinite(cols["se"][0])
+    return fits
+
+
 @pytest.mark.parametrize("shift", sorted(TOLERANCE))
 @settings(
-    max_examples=10,
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(seed=hst.integers(0, 2**32 - 1), sign=hst.sampled_from([1.0, -1.0]))
+def test_shift_invariant(shift, seed, sign):
+    """As ``test_shift``, for these two methods: x and y shifted by large constants
+    give the same df, SEs and intervals (the Satterthwaite derivatives and the
+    Kenward-Roger sums use the centred region statistics only)."""
+    codes, x, y = panel(seed)
+    c = sign * shift
+    xs, ys = x + c, y + c
+    x0, y0 = xs - c, ys - c
+    z = np.zeros((codes.max() + 1, 0))
+    fits = _shift_fits(codes, [x0[:, None], xs[:, None], xs[:, None]], [y0, y0, ys], [z, z, z])
+    assert_invariant(fits, TOLERANCE[shift])
+
+
+@pytest.mark.parametrize("shift", sorted(TOLERANCE))
+@settings(
+    max_examples=15,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(seed=hst.integers(0, 2**32 - 1))
-def test_shift_invariant(shift, seed):
-    """x, z and y shifted by large constants: same df, SEs and intervals (the
-    Satterthwaite derivatives and the Kenward-Roger sums use the centred region
-    statistics only)."""
+def test_shift_invariant_pq(shift, seed):
+    """p = 2, q = 1: x, z and y shifted together."""
     codes, x, z, y = panel_pq(seed)
     c = shift * np.array([1.0, -2.0])
     xs, zs, ys = x + c, z + 3.0 * shift, y - shift
     xb, zb, yb = xs - c, zs - 3.0 * shift, ys + shift
-    parts = []
-    for xx, yy, zz in ((xb, yb, zb), (xs, ys, zs)):
-        zz = np.vstack([zz, np.zeros((PAD - len(zz), zz.shape[1]))])
-        parts.append(group_stats_from_arrays(codes, xx, yy, PAD, zz))
-    assert_invariant(fit_batch(parts), TOLERANCE[shift])
+    assert_invariant(_shift_fits(codes, [xb, xs], [yb, ys], [zb, zs]), TOLERANCE[shift])
