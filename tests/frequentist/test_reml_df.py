@@ -5,10 +5,14 @@ Satterthwaite df) and pbkrtest 0.5 via lmerTest (``ddf = "Kenward-Roger"``):
 the values in ``references/reml_df_reference.csv``, written by
 ``references/reml_df.R`` for the panels of ``references/few_clusters_panels.csv``
 (G = 6 to 30, regions of 1 to 12 observations, singletons, p = 1 and 2, with and
-without z). The panels of one shape go into one batch padded to ``PAD`` regions
-(one compilation per method and shape). lmerTest differentiates numerically,
-we by autodiff; both sit at the same REML optimum (R's optimiser run to
-rounding-level tolerances), so the tolerance is ``OPTIMISER_RTOL``.
+without z) and of ``references/reml_df_panels.csv`` (two where REML puts the
+between variance at 0). The estimate, SE and df of every coefficient are
+compared, the p-value through the row's df (``p_value`` is NaN outside tests,
+as the registry has it), and the interval bounds through R's df. The panels of
+one shape go into one batch padded to ``PAD`` regions (one compilation per
+method and shape). lmerTest differentiates numerically, we by autodiff; both
+sit at the same REML optimum (R's optimiser run to rounding-level tolerances),
+so the tolerance is ``OPTIMISER_RTOL`` (the differences are below 1e-6).
 """
 
 from __future__ import annotations
