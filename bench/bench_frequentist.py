@@ -117,9 +117,9 @@ REFERENCED = (
     "pooled", "pooled-cluster", "between", "fe", "fe-cluster", "re-fgls", "re-reml", "re-ml",
     "mundlak-fgls", "mundlak-reml", "hausman", "hausman-sigmamore", "hausman-robust",
 )  # fmt: skip
-# The few-cluster methods: no Python package computes CR2 with Satterthwaite df or the
-# cluster jackknife, so they are timed apart (per replication); hausman-wild is also
-# timed against wildboottest's loop.
+# The few-cluster methods: no Python package computes CR2 with Satterthwaite df, the
+# cluster jackknife or REML with Satterthwaite / Kenward-Roger df, so they are timed
+# apart (per replication); hausman-wild is also timed against wildboottest's loop.
 FEW_CLUSTER = tuple(s.name for s in METHOD_SPECS if s.name not in REFERENCED)
 
 

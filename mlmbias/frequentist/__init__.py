@@ -121,6 +121,24 @@ METHOD_SPECS: list[MethodSpec] = [
         family="Mundlak",
     ),
     MethodSpec(
+        "mundlak-reml-satt",
+        "frequentist",
+        f"{_P}.reml_df:mundlak_reml_satt",
+        ("beta", "contextual"),
+        "random intercepts + region means of x by REML, lme4 vcov, Satterthwaite df t "
+        "intervals (R lmerTest)",
+        family="Mundlak",
+    ),
+    MethodSpec(
+        "mundlak-reml-kr",
+        "frequentist",
+        f"{_P}.reml_df:mundlak_reml_kr",
+        ("beta", "contextual"),
+        "random intercepts + region means of x by REML, Kenward-Roger adjusted SE and df "
+        "t intervals (R pbkrtest via lmerTest)",
+        family="Mundlak",
+    ),
+    MethodSpec(
         "hausman",
         "frequentist",
         f"{_P}.hausman:hausman",

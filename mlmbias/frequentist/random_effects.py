@@ -256,6 +256,7 @@ class Likelihood(NamedTuple):
     sigma2_a: jax.Array
     loglik: jax.Array
     flag: jax.Array
+    psi: jax.Array  # the variance ratio s_a^2 / s^2 at the optimum (exactly 0 at the boundary)
 
 
 def likelihood_fit(
@@ -270,7 +271,9 @@ def likelihood_fit(
         | bit(p.has_singleton, flags.SINGLETON_GROUP)
         | bit(~p.has_within, flags.NO_WITHIN_VARIATION)
     )
-    return Likelihood(ls.coef, sigma2 * ls.xtx_inv, sigma2, prof.psi * sigma2, prof.loglik, flag)
+    return Likelihood(
+        ls.coef, sigma2 * ls.xtx_inv, sigma2, prof.psi * sigma2, prof.loglik, flag, prof.psi
+    )
 
 
 def _re_fgls(stats: GroupStats) -> dict:
