@@ -133,28 +133,6 @@ def test_padding_and_chunks_keep_order():
     assert np.unique(out["estimate"]).size == 11
 
 
-def test_stats_only(seed_fits):
-    """The collapsed methods need no panel: the same numbers without it."""
-    batch = make_batch("bayes-fe", SEED_DGP, 5, np.arange(3))
-    out = get_method("bayes-fe").load()(batch._replace(panel=None), 0.94, SMALL)
-    np.testing.assert_array_equal(
-        out[("beta", "x0")]["estimate"], seed_fits["bayes-fe"][("beta", "x0")]["estimate"]
-    )
-
-
-@pytest.mark.parametrize(
-    "options, key",
-    [
-        ({"chain": 4}, "chain"),
-        ({"prior_beta_sd": 3}, "prior_beta_sd"),
-        ({"chains": 0}, "chains"),
-        ({"draws": 2.5}, "draws"),
-        ({"dense_mass": "yes"}, "dense_mass"),
-        ({"collapse": "all"}, "collapse"),
-        ({"prior_sigma_scale": -1}, "prior_sigma_scale"),
-        ({"rhat_max": 0.9}, "rhat_max"),
-    ],
-)
 def test_bad_options_are_config_errors(options, key):
     batch = make_batch("bayes-re", SEED_DGP, 5, [0])
     with pytest.raises(ConfigError, match=key):
