@@ -133,6 +133,19 @@ def test_padding_and_chunks_keep_order():
     assert np.unique(out["estimate"]).size == 11
 
 
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"chain": 4}, "chain"),
+        ({"prior_beta_sd": 3}, "prior_beta_sd"),
+        ({"chains": 0}, "chains"),
+        ({"draws": 2.5}, "draws"),
+        ({"dense_mass": "yes"}, "dense_mass"),
+        ({"collapse": "all"}, "collapse"),
+        ({"prior_sigma_scale": -1}, "prior_sigma_scale"),
+        ({"rhat_max": 0.9}, "rhat_max"),
+    ],
+)
 def test_bad_options_are_config_errors(options, key):
     batch = make_batch("bayes-re", SEED_DGP, 5, [0])
     with pytest.raises(ConfigError, match=key):

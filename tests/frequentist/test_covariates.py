@@ -432,29 +432,37 @@ def test_no_within_variation_in_one_covariate():
     assert np.isfinite(row("re-fgls", "beta", "x1").estimate)  # identified between groups
 
 
-def test_cli_fit_several_covariates(tmp_path, capsys):
-    """`mlmbias fit wage.csv --group nr --y lwage --x union,married,exper,expersq --json`:
-    one record per (method, estimand, term), terms named by their columns."""
+def test_cli_fit_several_covariates(tmp_path, capsys, wage):
+    """`mlmbias fit wage.csv --group nr --y lwage --x union,married,exper,expersq
+    --z black,hisp,educ --json`: one record per (method, estimand, term), terms named
+    by their columns, the numbers of the batch API (the same compiled programs)."""
     import json
 
     from mlmbias.cli import main
 
     path = tmp_path / "wage.csv"
     wage_frame().rename(columns={"g": "nr", "y": "lwage"}).to_csv(path, index=False)
-    argv = ["fit", str(path), "--group", "nr", "--y", "lwage", "--x", ",".join(WAGE_X), "--json"]
+    argv = ["fit", str(path), "--group", "nr", "--y", "lwage", "--x", ",".join(WAGE_X)]
+    argv += ["--z", ",".join(WAGE_Z), "--level", str(LEVEL), "--json"]
     code = main(argv)
     out = capsys.readouterr()
     assert code == 0, out.err
     records = json.loads(out.out)
     keys = [(r["method"], r["estimand"], r["term"]) for r in records]
     assert len(set(keys)) == len(keys)
-    expected = set()
-    for m in METHODS:
-        spec = get_method(m)
-        for e in spec.estimands:
-            expected |= {(m, e, "")} if e == "test" else {(m, e, x) for x in WAGE_X}
+    names = {"": "", **{f"x{j}": n for j, n in enumerate(WAGE_X)}}
+    names.update({f"z{j}": n for j, n in enumerate(WAGE_Z)})
+    expected = {(m, e, names[t]) for m in METHODS for (e, t) in wage.results[m]}
     assert set(keys) == expected
+    assert {t for _, e, t in keys if e == "beta"} == set(WAGE_X) | set(WAGE_Z)
     for r in records:
+        term = next(t for t, n in names.items() if n == r["term"])
+        want = wage.results[r["method"]][(r["estimand"], term)]
+        for col in ("estimate", "se", "p_value", "df"):
+            if col not in want:  # the interval's df is a column of tests and t intervals
+                continue
+            got = np.nan if r[col] is None else r[col]
+            np.testing.assert_allclose(got, want[col], rtol=1e-12, err_msg=f"{r} {col}")
         if r["method"] == "hausman-cr2":  # one Mundlak term only: not defined for p = 4
             assert r["estimate"] is None or np.isnan(r["estimate"])
         elif r["estimand"] == "test":
