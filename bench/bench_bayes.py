@@ -58,6 +58,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import _derive  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from _checks import check_estimates  # noqa: E402
@@ -206,10 +207,16 @@ def main(argv: list[str] | None = None) -> dict:
         options["batch_size"] = args.batch_size
     from mlmbias.bayes.options import settings_from_options
 
-    batch_size = settings_from_options(options).batch_size
+    chosen = settings_from_options(options)
     report: dict = {
         "machine": environment(),
-        "settings": {**SETTINGS, "n_regions": dgp.n_regions, "batch_size": batch_size},
+        "settings": {
+            **SETTINGS,
+            "n_regions": dgp.n_regions,
+            "batch_size": chosen.batch_size,
+            "rhat_max": chosen.rhat_max,
+            "ess_min": chosen.ess_min,
+        },
         "models": {},
     }
     for model in ("mundlak", "re"):
@@ -220,9 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
                 method, dgp, args.reps, {**options, "collapse": "intercepts"}
             )
         entry["loop"] = loop(model, dgp, args.loop_reps)
-        entry["speedup"] = (
-            entry["batched"]["posteriors_per_second"] / entry["loop"]["posteriors_per_second"]
-        )
+        _derive.ratio(entry, "posteriors_per_second", _derive.BAYES_TARGET)
         report["models"][method] = entry
         b, lp = entry["batched"], entry["loop"]
         print(

@@ -114,6 +114,8 @@ import jax, numpy as np, numpyro
 from mlmbias import DGP, GroupStats, group_stats, replication_keys, simulate_condition
 from mlmbias.registry import Batch, get_method
 from mlmbias.seeding import method_keys
+sys.path.insert(0, "bench")
+from _derive import gpu_fastest
 
 out_path = sys.argv[1]
 batches = [int(b) for b in os.environ["GC_BATCHES"].split()]
@@ -151,6 +153,7 @@ for b in batches:
             "mean_beta": float(np.mean(out[("beta", "x0")]["estimate"])),
         }
         result["rows"].append(row)
+        result["fastest"] = gpu_fastest(result["rows"])  # per model, and over the models
         with open(out_path + ".tmp", "w") as f:
             json.dump(result, f, indent=2)
         os.replace(out_path + ".tmp", out_path)

@@ -71,6 +71,7 @@ sys.path.insert(0, str(BENCH))
 # loop, see there) through environment variables that JAX reads on import.
 import bench_bayes as bb  # noqa: E402, I001
 from _checks import check_estimates  # noqa: E402
+import _derive  # noqa: E402
 
 import datetime  # noqa: E402
 import functools  # noqa: E402
@@ -152,6 +153,9 @@ FIGURES: dict = {
         "batched_reps": BATCHED_REPS,
         "loop_reps": {str(k): v for k, v in LOOP_REPS.items()},
         "default_batch_size": default_batch_size(),
+        # the converged fraction's bounds, on both sides (bench_bayes.loop_runner)
+        "rhat_max": settings_from_options(SETTINGS).rhat_max,
+        "ess_min": settings_from_options(SETTINGS).ess_min,
     },
     "bayes": {},
     "frequentist": {},
@@ -162,6 +166,7 @@ FIGURES: dict = {
 
 def _save() -> None:
     FIGURES["machine"] = environment()
+    FIGURES["profile"] = _derive.profile(FIGURES)  # where the time goes, once its inputs exist
     FIGURES["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     FIGURES_PATH.parent.mkdir(parents=True, exist_ok=True)
     tmp = FIGURES_PATH.with_suffix(".tmp")
@@ -267,9 +272,7 @@ def _entry(model: str, n_regions: int) -> dict:
 
 
 def _ratio(entry: dict) -> None:
-    if "batched" in entry and "loop" in entry:
-        b, lp = entry["batched"], entry["loop"]
-        entry["speedup"] = b["posteriors_per_second"] / lp["posteriors_per_second"]
+    _derive.ratio(entry, "posteriors_per_second", _derive.BAYES_TARGET)
 
 
 @pytest.mark.parametrize("n_regions", REGIONS)
@@ -373,9 +376,7 @@ def _freq_panel():
 
 
 def _freq_ratio() -> None:
-    f = FIGURES["frequentist"]
-    if "batched" in f and "loop" in f:
-        f["speedup"] = f["batched"]["reps_per_second"] / f["loop"]["reps_per_second"]
+    _derive.ratio(FIGURES["frequentist"], "reps_per_second", _derive.FREQ_TARGET)
 
 
 def test_frequentist_batched(benchmark) -> None:

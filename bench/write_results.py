@@ -1,13 +1,14 @@
-"""Write bench/RESULTS.md from the JSON files in bench/results/.
+"""Write bench/RESULTS.md from the JSON records in bench/results/.
 
     python bench/write_results.py [--results bench/results] [--out bench/RESULTS.md]
 
-Reads, where present: perf_figures.json and perf.json (``make perf``),
-bayes.json (``bench/bench_bayes.py``), frequentist.json
-(``bench/bench_frequentist.py``), bench_rss.json (``bench/peak_rss.py`` around
-``make bench``) and gpu/*.json (``bench/gpu_check.sh`` on a GPU machine). Every
-figure is printed with the command that produced it, the machine and the date;
-where a figure is missing the table says so.
+Reads, where present: perf_figures.json (``make perf``), bench_rss.json
+(``bench/peak_rss.py`` around ``make bench``), gpu/*.json (``bench/gpu_check.sh``),
+bayes.json and frequentist.json (``bench/bench_bayes.py``,
+``bench/bench_frequentist.py``). It only formats: every figure, setting and ratio
+comes from a record; ``_derive.upgrade`` fills in derived fields that records
+written before the benchmarks stored them lack, with the benchmarks' own
+functions. Where a figure is missing the text says so.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import subprocess
 from pathlib import Path
+
+import _derive
 
 BENCH = Path(__file__).resolve().parent
 NO_GPU = "not measured (no GPU in this session)"
-PERF_CMD = "make perf"
-BAYES_TARGET, FREQ_TARGET = 100, 1000
+PERF = "`make perf`"
+RSS_CMD = "python bench/peak_rss.py bench/results/bench_rss.json -- make bench"
 
 
 def _load(path: Path) -> dict | None:
@@ -30,16 +34,13 @@ def _load(path: Path) -> dict | None:
         return None
 
 
-def _mtime(path: Path) -> str:
+def _when(path: Path) -> str:
     """The commit date of a file unchanged since its last commit, else its file time."""
-    import subprocess
 
     def git(*args: str) -> str:
         try:
-            r = subprocess.run(
-                ["git", *args], cwd=path.parent, capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.SubprocessError):
+            r = subprocess.run(["git", *args], cwd=path.parent, capture_output=True, text=True)
+        except OSError:
             return ""
         return r.stdout.strip() if r.returncode == 0 else ""
 
@@ -55,8 +56,8 @@ def _mib(v) -> str:
     return "n/a" if v is None else f"{v / 2**20:,.1f} MiB"
 
 
-def _gib(v) -> str:
-    return "n/a" if v is None else f"{v / 2**30:,.2f} GiB"
+def _gib(v, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v / 2**30:,.{digits}f} GiB"
 
 
 def _x(v) -> str:
@@ -67,7 +68,12 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{v:.0%}"
 
 
-def _machine_line(m: dict | None) -> str:
+def _head(columns: str) -> list[str]:
+    """A table's header and rule from ``"a | b | c"``."""
+    return [f"| {columns} |".replace("|  |", "| |"), "|" + " --- |" * (columns.count("|") + 1)]
+
+
+def _machine(m: dict | None) -> str:
     if not m:
         return "machine not recorded"
     mem = m.get("memory_bytes")
@@ -76,26 +82,17 @@ def _machine_line(m: dict | None) -> str:
         f"{m.get('cpu_count')} cores",
         f"{mem / 2**30:.0f} GiB" if mem else None,
         m.get("platform"),
-        f"backend {m.get('backend')}" if m.get("backend") else None,
-        f"python {m['python']}" if m.get("python") else None,
-        f"jax {m['jax']}" if m.get("jax") else None,
-        f"numpyro {m['numpyro']}" if m.get("numpyro") else None,
+        *(f"{k} {m[k]}" for k in ("backend", "python", "jax", "numpyro") if m.get(k)),
         f"XLA_FLAGS `{m['xla_flags']}`" if m.get("xla_flags") else None,
     ]
     return ", ".join(str(p) for p in parts if p)
 
 
 def _gpu(results: Path) -> dict:
-    folder = results / "gpu"
-    out = {}
-    for name in ("devices", "bayes_batches", "study"):
-        data = _load(folder / f"{name}.json")
-        if data is not None:
-            out[name] = data
+    out = {n: _load(results / "gpu" / f"{n}.json") for n in ("devices", "bayes_batches", "study")}
+    out = {k: v for k, v in out.items() if v is not None}
     backend = (out.get("devices") or out.get("bayes_batches") or {}).get("backend")
-    if backend == "cpu":  # GPU_CHECK_SMALL=1 or a machine without an accelerator
-        return {}
-    return out
+    return {} if backend == "cpu" else out  # GPU_CHECK_SMALL=1, or no accelerator
 
 
 def _gpu_machine(gpu: dict) -> str:
@@ -110,225 +107,172 @@ def _gpu_machine(gpu: dict) -> str:
     )
 
 
-def _gpu_rows(gpu: dict) -> list[dict]:
-    return (gpu.get("bayes_batches") or {}).get("rows", [])
+def _rate(side: dict | None) -> str:
+    return f"{side['posteriors_per_second']:,.1f}" if side else "n/a"
 
 
-def _gpu_best(gpu: dict, method: str) -> dict | None:
-    rows = [r for r in _gpu_rows(gpu) if r["model"] == method]
-    return max(rows, key=lambda r: r["posteriors_per_second"]) if rows else None
+def _met(e: dict) -> str:
+    if e.get("speedup") is None:
+        return "n/a"
+    return f"{_x(e['speedup'])} ({'met' if e['met'] else 'NOT met'})"
 
 
-def _section_summary(fig: dict | None, rss: dict | None, gpu: dict) -> list[str]:
-    lines = ["## Summary", ""]
-    if not fig:
-        return lines + [f"No `{PERF_CMD}` figures yet (bench/results/perf_figures.json).", ""]
-    gpu_note = "" if gpu.get("bayes_batches") else NO_GPU
-    lines += [
-        f"CPU figures: `{PERF_CMD}`, {fig.get('finished') or fig.get('started')}; "
-        f"machine: {_machine_line(fig.get('machine'))}.",
-        "",
-        "| figure | target | CPU | GPU | command |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+def _gpu_cell(e: dict, gpu: dict, summary: bool) -> str:
+    if "gpu" not in e:
+        return NO_GPU if not gpu else "not measured"
+    if (g := e["gpu"]) is None:
+        return "not measured at this R"
+    if not summary:
+        return f"{g['posteriors_per_second']:,.1f}/s (batch {g['batch_size']})"
+    vs = f" = {_x(g['vs_cpu_loop'])} the CPU loop" if g.get("vs_cpu_loop") else ""
+    return f"{g['posteriors_per_second']:,.1f} posteriors/s at batch {g['batch_size']}{vs}"
+
+
+def _bayes_entries(fig: dict):
     for method, by_r in fig.get("bayes", {}).items():
         for r, e in sorted(by_r.items(), key=lambda kv: int(kv[0])):
-            cpu = _x(e.get("speedup"))
-            if e.get("speedup") is not None:
-                met = "met" if e["speedup"] >= BAYES_TARGET else "NOT met"
-                cpu += f" ({met})"
-            g = gpu_note
-            best = _gpu_best(gpu, method)
-            if best and r == str(gpu.get("bayes_batches", {}).get("settings", {}).get("n_regions")):
-                loop = e.get("loop", {}).get("posteriors_per_second")
-                g = (
-                    f"{best['posteriors_per_second']:,.1f} posteriors/s at batch "
-                    f"{best['batch_size']}"
-                    + (
-                        f" = {best['posteriors_per_second'] / loop:,.0f}x the CPU loop"
-                        if loop
-                        else ""
-                    )
-                )
-            elif best:
-                g = "not measured at this R"
-            lines.append(
-                f"| {method} batched vs `MCMC.run` loop, R = {r} (posteriors/s ratio) "
-                f"| >= {BAYES_TARGET}x | {cpu} | {g} | `{PERF_CMD}` |"
-            )
-    f = fig.get("frequentist", {})
-    if f:
-        cpu = _x(f.get("speedup"))
-        if f.get("speedup") is not None:
-            cpu += " (met)" if f["speedup"] >= FREQ_TARGET else " (NOT met)"
+            yield method, r, e
+
+
+def _summary(fig: dict | None, rss: dict | None, gpu: dict) -> list[str]:
+    lines = ["## Summary", ""]
+    if not fig:
+        return lines + [f"No {PERF} figures yet (bench/results/perf_figures.json).", ""]
+    lines += [
+        f"CPU figures: {PERF}, {fig.get('finished') or fig.get('started')}; "
+        f"machine: {_machine(fig.get('machine'))}.",
+        "",
+        *_head("figure | target | CPU | GPU | command"),
+    ]
+    other_gpu = NO_GPU if not gpu else "not measured"
+    for m, r, e in _bayes_entries(fig):
         lines.append(
-            f"| frequentist estimators batched vs linearmodels/statsmodels loop "
-            f"(replications/s ratio) | >= {FREQ_TARGET}x | {cpu} "
-            f"| {NO_GPU if not gpu else 'not measured'} | `{PERF_CMD}` |"
+            f"| {m} batched vs `MCMC.run` loop, R = {r} (posteriors/s ratio) "
+            f"| >= {e.get('target', _derive.BAYES_TARGET)}x | {_met(e)} "
+            f"| {_gpu_cell(e, gpu, True)} | {PERF} |"
         )
-    choice = fig.get("sweep", {}).get("choice")
-    if choice:
-        gpu_b = NO_GPU
-        rows = _gpu_rows(gpu)
-        if rows:
-            sizes = sorted({r["batch_size"] for r in rows})
-            best = {
-                b: sum(r["posteriors_per_second"] for r in rows if r["batch_size"] == b)
-                for b in sizes
-            }
-            gpu_b = f"fastest measured: {max(best, key=best.get)} (of {', '.join(map(str, sizes))})"
+    if f := fig.get("frequentist"):
         lines.append(
-            f"| default Bayesian batch size (replications per batch) | from the sweep "
+            "| frequentist estimators batched vs linearmodels/statsmodels loop (replications/s "
+            f"ratio) | >= {f.get('target', _derive.FREQ_TARGET)}x | {_met(f)} | {other_gpu} "
+            f"| {PERF} |"
+        )
+    if choice := fig.get("sweep", {}).get("choice"):
+        fast, g = (gpu.get("bayes_batches") or {}).get("fastest"), NO_GPU
+        if fast and fast.get("batch_size"):
+            of = ", ".join(map(str, fast["batch_sizes"]))
+            g = f"fastest measured: {fast['batch_size']} (of {of})"
+        lines.append(
+            "| default Bayesian batch size (replications per batch) | from the sweep "
             f"| {choice['chosen_batch_size']} (current default {choice['current_default']}) "
-            f"| {gpu_b} | `{PERF_CMD}` |"
+            f"| {g} | {PERF} |"
         )
-    mem = fig.get("memory", {})
-    if mem.get("largest_batch"):
+    if (mem := fig.get("memory", {})).get("largest_batch"):
         lines.append(
-            f"| largest Bayesian batch in 24 GiB, R = {mem['n_regions']} | - "
-            f"| {mem['largest_batch']:,} replications | {NO_GPU if not gpu else 'not measured'} "
-            f"| `{PERF_CMD}` |"
+            f"| largest Bayesian batch in {_gib(mem['limit_bytes'], 0)}, R = {mem['n_regions']} "
+            f"| - | {mem['largest_batch']:,} replications | {other_gpu} | {PERF} |"
         )
     if rss:
         lines.append(
             f"| peak RSS of `make bench` | - | {_mib(rss.get('peak_rss_bytes'))} "
             f"({rss.get('wall_seconds', 0) / 60:.1f} min, exit {rss.get('exit_status')}) | - "
-            f"| `{rss.get('measured_by', 'python bench/peak_rss.py ... -- make bench')}` |"
+            f"| `{rss.get('measured_by', RSS_CMD)}` |"
         )
     else:
-        lines.append(
-            "| peak RSS of `make bench` | - | not recorded yet | - "
-            "| `python bench/peak_rss.py bench/results/bench_rss.json -- make bench` |"
-        )
+        lines.append(f"| peak RSS of `make bench` | - | not recorded yet | - | `{RSS_CMD}` |")
     return lines + [""]
 
 
-def _section_bayes(fig: dict, gpu: dict) -> list[str]:
+def _bayes(fig: dict, gpu: dict) -> list[str]:
     s = fig["settings"]
+    numpyro = ".".join((fig.get("machine") or {}).get("numpyro", "").split(".")[:2])
     lines = [
         "## (a) Batched Bayesian inference vs the `MCMC.run` loop",
         "",
-        f"Command: `{PERF_CMD}` (tests `test_bayes_batched`, `test_bayes_loop`). "
+        f"Command: {PERF} (tests `test_bayes_batched`, `test_bayes_loop`). "
         f"{s['chains']} chains, {s['warmup']} warm-up + {s['draws']} draws on both sides; "
-        f"batched: the registry's `bayes-mundlak` / `bayes-re` (collapsed models, NUTS vmapped "
+        "batched: the registry's `bayes-mundlak` / `bayes-re` (collapsed models, NUTS vmapped "
         f"over replications x chains, batch size {s.get('default_batch_size')}), "
         f"{s.get('batched_reps')} replications; loop: `numpyro.infer.MCMC.run` on the "
         "observation-level model, one replication at a time, chains vectorized, "
         "`jit_model_args=True`, with JAX's persistent compilation cache on, because NumPyro "
-        "0.22 compiles its sampling loop again at every `MCMC.run` (see the loop variants "
-        "below). Compilation excluded on both sides. "
-        "Converged: split R-hat <= 1.01 and bulk ESS >= 400 for every monitored quantity and "
-        "no divergences.",
+        f"{numpyro} compiles its sampling loop again at every `MCMC.run` (see the loop variants "
+        "below). Compilation excluded on both sides. Converged: split R-hat <= "
+        f"{s['rhat_max']} and bulk ESS >= {s['ess_min']:g} for every monitored quantity and no "
+        "divergences.",
         "",
-        "| model | R | batched posteriors/s | batched converged | loop posteriors/s "
-        "| loop converged | loop reps | speedup (CPU) | GPU |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *_head(
+            "model | R | batched posteriors/s | batched converged | loop posteriors/s "
+            "| loop converged | loop reps | speedup (CPU) | GPU"
+        ),
     ]
-    gpu_r = str((gpu.get("bayes_batches") or {}).get("settings", {}).get("n_regions"))
-    for method, by_r in fig.get("bayes", {}).items():
-        for r, e in sorted(by_r.items(), key=lambda kv: int(kv[0])):
-            b, lp = e.get("batched", {}), e.get("loop", {})
-            best = _gpu_best(gpu, method)
-            if best and r == gpu_r:
-                g = f"{best['posteriors_per_second']:,.1f}/s (batch {best['batch_size']})"
-            elif best:
-                g = "not measured at this R"
-            else:
-                g = NO_GPU
-            lines.append(
-                f"| {method} | {r} | {b.get('posteriors_per_second', float('nan')):,.2f} "
-                f"| {_pct(b.get('converged_fraction'))} "
-                f"| {lp.get('posteriors_per_second', float('nan')):,.4f} "
-                f"| {_pct(lp.get('converged_fraction'))} | {lp.get('reps', 'n/a')} "
-                f"| {_x(e.get('speedup'))} | {g} |"
-            )
+    for m, r, e in _bayes_entries(fig):
+        b, lp = e.get("batched", {}), e.get("loop", {})
+        lines.append(
+            f"| {m} | {r} | {b.get('posteriors_per_second', float('nan')):,.2f} "
+            f"| {_pct(b.get('converged_fraction'))} "
+            f"| {lp.get('posteriors_per_second', float('nan')):,.4f} "
+            f"| {_pct(lp.get('converged_fraction'))} | {lp.get('reps', 'n/a')} "
+            f"| {_x(e.get('speedup'))} | {_gpu_cell(e, gpu, False)} |"
+        )
     lines.append("")
-    variants = fig.get("loop_variants")
-    if variants:
+    if v := fig.get("loop_variants"):
         lines += [
-            f"Loop variants (test `test_loop_variants`): {variants['model']}, "
-            f"R = {variants['n_regions']}, the same `MCMC.run` loop in a fresh process each. "
-            "Without the cache every run compiles NumPyro's sampling loop again (its "
-            "`fori_collect` passes a new jit wrapper as a static argument, so JAX's in-memory "
-            "cache never hits); the persistent cache loads the identical program instead.",
+            f"Loop variants (test `test_loop_variants`): {v['model']}, R = {v['n_regions']}, the "
+            "same `MCMC.run` loop in a fresh process each. Without the cache every run compiles "
+            "NumPyro's sampling loop again (its `fori_collect` passes a new jit wrapper as a "
+            "static argument, so JAX's in-memory cache never hits); the persistent cache loads "
+            "the identical program instead.",
             "",
-            "| chains | persistent compilation cache | warm-up + draws | seconds per posterior "
-            "| posteriors/s | converged |",
-            "| --- | --- | --- | --- | --- | --- |",
+            *_head(
+                "chains | persistent compilation cache | warm-up + draws | seconds per posterior "
+                "| posteriors/s | converged"
+            ),
         ]
-        for r in variants["rows"]:
-            lines.append(
-                f"| {r['chain_method']} | {'on' if r['compilation_cache'] else 'off'} "
-                f"| {r['warmup']} + {r['draws']} "
-                f"| {r['seconds_per_posterior']:.2f} | {r['posteriors_per_second']:.3f} "
-                f"| {_pct(r['converged_fraction'])} |"
-            )
-        lines.append("")
-        lines += _profile(fig, variants)
+        lines += [
+            f"| {x['chain_method']} | {'on' if x['compilation_cache'] else 'off'} "
+            f"| {x['warmup']} + {x['draws']} | {x['seconds_per_posterior']:.2f} "
+            f"| {x['posteriors_per_second']:.3f} | {_pct(x['converged_fraction'])} |"
+            for x in v["rows"]
+        ] + [""]
+    if p := fig.get("profile"):
+        lines += [
+            f"Where the time goes ({p['model']}, R = {p['n_regions']}, this run). Batched: "
+            f"{p['batched_seconds_per_posterior'] * 1e3:.0f} ms per posterior at batch size "
+            f"{p['batch_size']}. Its {p['chains_in_lockstep']} chains run in lockstep, so every "
+            "iteration pays for the longest trajectory of the batch: "
+            f"{p['mean_max_steps_per_iteration']:.1f} leapfrog steps, where a chain needs "
+            f"{p['mean_steps_per_iteration']:.1f} on average. That makes "
+            f"{p['lockstep_waste']:.0%} of the leapfrog work waiting "
+            f"({p['seconds_per_lockstep_step'] * 1e6:.0f} us per lockstep step of the batch). "
+            "Without that waste the batch could be at most "
+            f"{p['speedup_bound_without_waste']:.1f}x faster. Loop: "
+            f"{p['loop_seconds_per_posterior']:.2f} s per posterior. Of that, "
+            f"{p['run_overhead_seconds']:.2f} s is what an `MCMC.run` costs at "
+            f"{' + '.join(map(str, p['run_overhead_iterations']))} iterations: tracing the "
+            "model, lowering, loading the cached program and the diagnostics. Sampling is the "
+            "rest.",
+            "",
+        ]
     return lines
 
 
-def _profile(fig: dict, variants: dict) -> list[str]:
-    """Where each side's time goes at the variants' R, from figures of this run."""
-    s = fig["settings"]
-    r = str(variants["n_regions"])
-    model = variants["model"]
-    sweep = fig.get("sweep", {}).get(model, {})
-    batched = fig.get("bayes", {}).get(model, {}).get(r, {}).get("batched")
-    row = (
-        next((x for x in sweep.get("rows", []) if x["batch_size"] == batched["batch_size"]), None)
-        if batched
-        else None
-    )
-    short = next((x for x in variants["rows"] if x["warmup"] < s["warmup"]), None)
-    full = next(
-        (
-            x
-            for x in variants["rows"]
-            if x["warmup"] == s["warmup"] and x["chain_method"] == "vectorized"
-        ),
-        None,
-    )
-    if not (row and short and full and str(sweep.get("n_regions")) == r):
-        return []
-    spp = 1.0 / batched["posteriors_per_second"]
-    per_leapfrog = (
-        spp * row["batch_size"] / ((s["warmup"] + s["draws"]) * row["mean_max_steps_per_iteration"])
-    )
-    return [
-        f"Where the time goes ({model}, R = {r}, this run). Batched: "
-        f"{spp * 1e3:.0f} ms per posterior at batch size {row['batch_size']}. Its "
-        f"{row['chains_in_lockstep']} chains run in lockstep, so every iteration pays for the "
-        f"longest trajectory of the batch: {row['mean_max_steps_per_iteration']:.1f} leapfrog "
-        f"steps, where a chain needs {row['mean_steps_per_iteration']:.1f} on average. That makes "
-        f"{row['lockstep_waste']:.0%} of the leapfrog work waiting "
-        f"({per_leapfrog * 1e6:.0f} us per lockstep step of the batch). Without that waste the "
-        f"batch could be at most {1 / (1 - row['lockstep_waste']):.1f}x faster. Loop: "
-        f"{full['seconds_per_posterior']:.2f} s per posterior. Of that, "
-        f"{short['seconds_per_posterior']:.2f} s is what an `MCMC.run` costs at "
-        f"{short['warmup']} + {short['draws']} iterations: tracing the model, lowering, "
-        "loading the cached program and the diagnostics. Sampling is the rest.",
-        "",
-    ]
-
-
-def _section_frequentist(fig: dict) -> list[str]:
+def _frequentist(fig: dict) -> list[str]:
     f = fig.get("frequentist", {})
     b, lp = f.get("batched"), f.get("loop")
     if not b or not lp:
         return []
-    mem = b.get("peak_memory", {})
+    mem, methods = b.get("peak_memory", {}), b.get("methods", [])
     return [
         "## (b) Frequentist estimators vs the linearmodels/statsmodels loop",
         "",
-        f"Command: `{PERF_CMD}` (tests `test_frequentist_batched`, `test_frequentist_loop`, "
-        "through `bench/bench_frequentist.py`'s functions). R = 50; every frequentist method "
-        f"({len(b.get('methods', []))}: {', '.join(b.get('methods', []))}) on one batch, "
-        "group statistics included, simulation not; the loop fits the reference packages' "
+        f"Command: {PERF} (tests `test_frequentist_batched`, `test_frequentist_loop`, "
+        f"through `bench/bench_frequentist.py`'s functions). R = {b.get('n_regions')}; every "
+        f"frequentist method ({len(methods)}: {', '.join(methods)}) on one batch, group "
+        "statistics included, simulation not; the loop fits the reference packages' "
         "estimators one replication at a time on prebuilt DataFrames.",
         "",
-        "| side | replications | seconds | replications/s |",
-        "| --- | --- | --- | --- |",
+        *_head("side | replications | seconds | replications/s"),
         f"| batched (JAX, median of {b.get('rounds', 1)} rounds) | {b['reps']:,} "
         f"| {b['seconds']:.3f} | {b['reps_per_second']:,.0f} |",
         f"| loop (linearmodels + statsmodels) | {lp['reps']} | {lp['seconds']:.2f} "
@@ -342,49 +286,45 @@ def _section_frequentist(fig: dict) -> list[str]:
     ]
 
 
-def _section_sweep(fig: dict) -> list[str]:
+def _sweep(fig: dict) -> list[str]:
     sweep = {k: v for k, v in fig.get("sweep", {}).items() if k.startswith("bayes-")}
     if not sweep:
         return []
     s = fig["settings"]
-    models = list(sweep)
-    r = next(iter(sweep.values()))["n_regions"]
-    head = "| batch size | chains in lockstep |"
-    rule = "| --- | --- |"
-    for m in models:
-        head += f" {m} posteriors/s | {m} steps: mean / max per iteration | {m} lockstep waste |"
-        rule += " --- | --- | --- |"
+    head = "batch size | chains in lockstep" + "".join(
+        f" | {m} posteriors/s | {m} steps: mean / max per iteration | {m} lockstep waste"
+        for m in sweep
+    )
     lines = [
         "## (c) Batch-size sweep (CPU)",
         "",
-        f"Command: `{PERF_CMD}` (tests `test_batch_size_sweep`, `test_sweep_default`). "
-        f"R = {r}, {s['chains']} chains, {s['warmup']} + {s['draws']}; replications all of one "
-        "size-class tier (one compiled program, no padding); compilation excluded. A vmapped "
-        "NUTS iteration lasts as long as the longest trajectory among the batch's chains: "
-        "lockstep waste = 1 - (sum over iterations of the mean leapfrog steps across the "
-        "batch's chains) / (sum of the maximum), over every iteration, warm-up included "
-        "(`Draws.batch_steps`, `Draws.lockstep_waste()`).",
+        f"Command: {PERF} (tests `test_batch_size_sweep`, `test_sweep_default`). "
+        f"R = {next(iter(sweep.values()))['n_regions']}, {s['chains']} chains, "
+        f"{s['warmup']} + {s['draws']}; replications all of one size-class tier (one compiled "
+        "program, no padding); compilation excluded. A vmapped NUTS iteration lasts as long as "
+        "the longest trajectory among the batch's chains: lockstep waste = 1 - (sum over "
+        "iterations of the mean leapfrog steps across the batch's chains) / (sum of the "
+        "maximum), over every iteration, warm-up included (`Draws.batch_steps`, "
+        "`Draws.lockstep_waste()`).",
         "",
-        head,
-        rule,
+        *_head(head),
     ]
-    sizes = sorted({row["batch_size"] for v in sweep.values() for row in v["rows"]})
-    for b in sizes:
-        cells = [str(b), str(b * s["chains"])]
-        for m in models:
-            row = next((x for x in sweep[m]["rows"] if x["batch_size"] == b), None)
-            if row is None:
-                cells += ["n/a"] * 3
-                continue
-            cells += [
-                f"{row['posteriors_per_second']:,.1f}",
-                f"{row['mean_steps_per_iteration']:.1f} / "
-                f"{row['mean_max_steps_per_iteration']:.1f}",
-                f"{row['lockstep_waste']:.0%}",
-            ]
-        lines.append("| " + " | ".join(cells) + " |")
-    choice = fig["sweep"].get("choice")
-    if choice:
+    by_size: dict[int, dict] = {}
+    for m, v in sweep.items():
+        for row in v["rows"]:
+            by_size.setdefault(row["batch_size"], {})[m] = row
+    for size, per in sorted(by_size.items()):
+        cells = f"| {size} | {next(iter(per.values()))['chains_in_lockstep']} |"
+        for m in sweep:
+            row = per.get(m)
+            cells += (
+                f" {row['posteriors_per_second']:,.1f} | {row['mean_steps_per_iteration']:.1f} / "
+                f"{row['mean_max_steps_per_iteration']:.1f} | {row['lockstep_waste']:.0%} |"
+                if row
+                else " n/a | n/a | n/a |"
+            )
+        lines.append(cells)
+    if choice := fig["sweep"].get("choice"):
         per = ", ".join(f"{m}: {b}" for m, b in choice["per_model_choice"].items())
         lines += [
             "",
@@ -395,43 +335,42 @@ def _section_sweep(fig: dict) -> list[str]:
     return lines + [""]
 
 
-def _section_memory(fig: dict) -> list[str]:
+def _memory(fig: dict) -> list[str]:
     m = fig.get("memory")
     if not m or not m.get("rows"):
         return []
+    s, limit = fig["settings"], _gib(m["limit_bytes"], 0)
     lines = [
-        f"## (d) Memory: the largest Bayesian batch in 24 GiB at R = {m['n_regions']}",
+        f"## (d) Memory: the largest Bayesian batch in {limit} at R = {m['n_regions']}",
         "",
-        f"Command: `{PERF_CMD}` (test `test_memory_r1000`), model {m['model']}, "
-        f"{fig['settings']['chains']} chains, {fig['settings']['warmup']} + "
-        f"{fig['settings']['draws']}.",
+        f"Command: {PERF} (test `test_memory_r1000`), model {m['model']}, {s['chains']} chains, "
+        f"{s['warmup']} + {s['draws']}.",
         "",
-        "| batch size | peak RSS of the unit's process | XLA buffers of the NUTS program "
-        "| seconds (unit, compilation included) |",
-        "| --- | --- | --- | --- |",
+        *_head(
+            "batch size | peak RSS of the unit's process | XLA buffers of the NUTS program "
+            "| seconds (unit, compilation included)"
+        ),
     ]
-    for r in m["rows"]:
+    lines += [
+        f"| {r['batch_size']} | {_mib(r.get('peak_rss_bytes'))} "
+        f"| {_mib(r.get('xla_program_bytes'))} | {r.get('seconds', float('nan')):.1f} |"
+        for r in m["rows"]
+    ] + [""]
+    if f := m.get("rss_fit"):
         lines.append(
-            f"| {r['batch_size']} | {_mib(r.get('peak_rss_bytes'))} "
-            f"| {_mib(r.get('xla_program_bytes'))} | {r.get('seconds', float('nan')):.1f} |"
+            f"Linear fit of the peak RSS: {f['bytes_per_replication'] / 2**20:.2f} MiB per "
+            f"replication + {_mib(f['intercept_bytes'])}."
         )
-    rf, xf = m.get("rss_fit"), m.get("xla_fit")
-    lines.append("")
-    if rf:
+    if f := m.get("xla_fit"):
         lines.append(
-            f"Linear fit of the peak RSS: {rf['bytes_per_replication'] / 2**20:.2f} MiB per "
-            f"replication + {_mib(rf['intercept_bytes'])}."
-        )
-    if xf:
-        lines.append(
-            f"XLA's accounting: {xf['bytes_per_replication'] / 2**20:.2f} MiB per replication."
+            f"XLA's accounting: {f['bytes_per_replication'] / 2**20:.2f} MiB per replication."
         )
     if m.get("largest_batch"):
         est = ", ".join(f"{k}: {v:,}" for k, v in m.get("estimates", {}).items())
         lines += [
             "",
-            f"**Largest batch in 24 GiB: {m['largest_batch']:,} replications** "
-            f"(estimates {est}); the NUTS program compiled (not run) at that size plans "
+            f"**Largest batch in {limit}: {m['largest_batch']:,} replications** (estimates "
+            f"{est}); the NUTS program compiled (not run) at that size plans "
             f"{_gib(m.get('xla_bytes_at_largest'))} of buffers.",
             "",
             f"Method: {m.get('method', '')}.",
@@ -439,17 +378,13 @@ def _section_memory(fig: dict) -> list[str]:
     return lines + [""]
 
 
-def _section_rss(rss: dict | None) -> list[str]:
+def _rss(rss: dict | None) -> list[str]:
     lines = ["## Peak RSS of `make bench`", ""]
     if not rss:
-        return lines + [
-            "Not recorded yet. Run `python bench/peak_rss.py bench/results/bench_rss.json -- "
-            "make bench`, then `python bench/write_results.py`.",
-            "",
-        ]
+        return lines + [f"Not recorded yet. Run `{RSS_CMD}`, then this script.", ""]
     return lines + [
         f"Command: `{rss.get('measured_by')}`; {rss.get('started')} to {rss.get('finished')}; "
-        f"machine: {_machine_line(rss.get('machine'))}.",
+        f"machine: {_machine(rss.get('machine'))}.",
         "",
         f"Peak RSS {_mib(rss.get('peak_rss_bytes'))} (the largest single process), wall "
         f"{rss.get('wall_seconds', 0):,.0f} s, CPU {rss.get('user_seconds', 0):,.0f} s user + "
@@ -458,91 +393,41 @@ def _section_rss(rss: dict | None) -> list[str]:
     ]
 
 
-def _loop_kind(loop: dict) -> str:
-    cache = "on" if loop["compilation_cache"] else "off"
-    return f"loop: chains {loop['chain_method']}, persistent compilation cache {cache}"
-
-
-def _section_scripts(results: Path) -> list[str]:
-    lines = ["## Stand-alone benchmark scripts (R = 50)", ""]
-    bayes_path, freq_path = results / "bayes.json", results / "frequentist.json"
-    bayes, freq = _load(bayes_path), _load(freq_path)
-    if bayes:
-        s = bayes.get("settings", {})
-        lines += [
-            f"`python bench/bench_bayes.py` ({_mtime(bayes_path)}; machine: "
-            f"{_machine_line(bayes.get('machine'))}); {s.get('chains')} chains, "
-            f"{s.get('warmup')} + {s.get('draws')}, batch size {s.get('batch_size')}; "
-            + _loop_kind(next(iter(bayes.get("models", {}).values()), {}).get("loop", {}))
-            + ":",
-            "",
-            "| model | batched posteriors/s (converged) | loop posteriors/s (converged) "
-            "| speedup |",
-            "| --- | --- | --- | --- |",
-        ]
-        for method, e in bayes.get("models", {}).items():
-            b, lp = e["batched"], e["loop"]
-            lines.append(
-                f"| {method} | {b['posteriors_per_second']:.2f} ({_pct(b['converged_fraction'])}) "
-                f"| {lp['posteriors_per_second']:.3f} ({_pct(lp['converged_fraction'])}) "
-                f"| {_x(e['speedup'])} |"
-            )
-        lines.append("")
-    if freq:
-        env = freq.get("environment", {})
-        lines += [
-            f"`python bench/bench_frequentist.py` ({_mtime(freq_path)}; {env.get('device')}, "
-            f"{env.get('cpu_count')} cores, jax {env.get('jax')}): "
-            f"{freq['batched']['reps_per_second']:,.0f} replications/s batched "
-            f"({freq['batched']['reps']:,}) vs {freq['loop']['reps_per_second']:.2f}/s loop "
-            f"({freq['loop']['reps']}): {_x(freq.get('speedup'))}.",
-            "",
-        ]
-    return lines if (bayes or freq) else []
-
-
-def _section_gpu(gpu: dict, fig: dict | None) -> list[str]:
+def _gpu_section(gpu: dict, fig: dict | None) -> list[str]:
     lines = [
         "## GPU",
         "",
-        "Install: `pip install -e '.[cuda]'` (jax[cuda12] >= 0.11.1; `.[cuda13]` for CUDA 13; "
-        "0.10.2 and 0.11.0 have a slow float32 GPU scatter-add, jax-ml/jax#38806) "
-        "or any python3 with a CUDA JAX, "
-        "numpyro, pandas, pyarrow and scipy; then `bash bench/gpu_check.sh` (within 8 minutes: "
-        "backend and devices, the batched Bayesian benchmark at batch sizes 64, 256 and 1024, "
-        "and a reduced default study). Copy the JSON files it writes into "
-        "`bench/results/gpu/` and rerun this script. The accelerator default batch size is "
-        "256 (`mlmbias/bayes/options.py`).",
+        "How to measure: README's GPU section (install, jax versions) and "
+        "`bash bench/gpu_check.sh` (backend and devices, the batched Bayesian benchmark at a "
+        "few batch sizes, a reduced default study); copy the JSON files it writes into "
+        "`bench/results/gpu/` and rerun this script.",
         "",
     ]
     if not gpu:
         return lines + [f"GPU: {NO_GPU}.", ""]
     lines += [f"Machine: {_gpu_machine(gpu)}.", ""]
-    rows = _gpu_rows(gpu)
-    if rows:
-        s = gpu["bayes_batches"].get("settings", {})
+    if (bb := gpu.get("bayes_batches") or {}).get("rows"):
+        s, r_key = bb.get("settings", {}), str(bb.get("settings", {}).get("n_regions"))
+        cpu = {m: by_r.get(r_key, {}) for m, by_r in (fig or {}).get("bayes", {}).items()}
         lines += [
-            f"Command: `bash bench/gpu_check.sh` ({gpu['bayes_batches'].get('date')}); "
-            f"R = {s.get('n_regions')}, {s.get('chains')} chains, {s.get('warmup')} + "
-            f"{s.get('draws')}; one batch each, compilation excluded.",
+            f"Command: `bash bench/gpu_check.sh` ({bb.get('date')}); R = {s.get('n_regions')}, "
+            f"{s.get('chains')} chains, {s.get('warmup')} + {s.get('draws')}; one batch each, "
+            "compilation excluded.",
             "",
-            "| model | batch size | GPU posteriors/s | converged | first call s "
-            "| CPU posteriors/s (this R, make perf) |",
-            "| --- | --- | --- | --- | --- | --- |",
+            *_head(
+                "model | batch size | GPU posteriors/s | converged | first call s "
+                f"| CPU posteriors/s (this R, {PERF})"
+            ),
         ]
-        for r in rows:
-            cpu = "n/a"
-            if fig:
-                e = fig.get("bayes", {}).get(r["model"], {}).get(str(s.get("n_regions")), {})
-                if "batched" in e:
-                    cpu = f"{e['batched']['posteriors_per_second']:,.1f}"
+        for r in bb["rows"]:
+            c = cpu.get(r["model"], {}).get("batched")
             lines.append(
                 f"| {r['model']} | {r['batch_size']} | {r['posteriors_per_second']:,.1f} "
-                f"| {_pct(r['converged_fraction'])} | {r['first_call_seconds']:.1f} | {cpu} |"
+                f"| {_pct(r['converged_fraction'])} | {r['first_call_seconds']:.1f} "
+                f"| {_rate(c)} |"
             )
         lines.append("")
-    st = gpu.get("study")
-    if st:
+    if st := gpu.get("study"):
         lines += [
             f"Reduced default study: `{st.get('command')}` ({st.get('date')}): "
             f"{st.get('wall_seconds', 0):.0f} s, exit status {st.get('exit_status')}"
@@ -554,10 +439,65 @@ def _section_gpu(gpu: dict, fig: dict | None) -> list[str]:
     return lines
 
 
+def _scripts(results: Path) -> list[str]:
+    bayes_path, freq_path = results / "bayes.json", results / "frequentist.json"
+    bayes, freq = _load(bayes_path), _load(freq_path)
+    if not (bayes or freq):
+        return []
+    rs = ((bayes or {}).get("settings", {}).get("n_regions"), (freq or {}).get("n_regions"))
+    lines = [
+        f"## Stand-alone benchmark scripts (R = {', '.join(sorted({str(r) for r in rs if r}))})",
+        "",
+    ]
+    if bayes:
+        s = bayes.get("settings", {})
+        lp0 = next(iter(bayes.get("models", {}).values()), {}).get("loop", {})
+        lines += [
+            f"`python bench/bench_bayes.py` ({_when(bayes_path)}; machine: "
+            f"{_machine(bayes.get('machine'))}); {s.get('chains')} chains, "
+            f"{s.get('warmup')} + {s.get('draws')}, batch size {s.get('batch_size')}; loop: "
+            f"chains {lp0.get('chain_method')}, persistent compilation cache "
+            f"{'on' if lp0.get('compilation_cache') else 'off'}:",
+            "",
+            *_head(
+                "model | batched posteriors/s (converged) | loop posteriors/s (converged) | speedup"
+            ),
+        ]
+        for m, e in bayes.get("models", {}).items():
+            b, lp = e["batched"], e["loop"]
+            lines.append(
+                f"| {m} | {b['posteriors_per_second']:.2f} ({_pct(b['converged_fraction'])}) "
+                f"| {lp['posteriors_per_second']:.3f} ({_pct(lp['converged_fraction'])}) "
+                f"| {_x(e['speedup'])} |"
+            )
+        lines.append("")
+    if freq:
+        env, b, lp = freq.get("environment", {}), freq["batched"], freq["loop"]
+        lines += [
+            f"`python bench/bench_frequentist.py` ({_when(freq_path)}; {env.get('device')}, "
+            f"{env.get('cpu_count')} cores, jax {env.get('jax')}): "
+            f"{b['reps_per_second']:,.0f} replications/s batched ({b['reps']:,}) vs "
+            f"{lp['reps_per_second']:.2f}/s loop ({lp['reps']}): {_x(freq.get('speedup'))}.",
+            "",
+        ]
+    if few := (freq or {}).get("few_cluster"):
+        w = few["wildboottest_loop"]
+        lines += [
+            "Few-cluster methods (no Python package computes them, hausman-wild aside), "
+            "batched in the same run, microseconds per replication: "
+            + ", ".join(f"{m} {v * 1e6:,.1f}" for m, v in few["seconds_per_rep"].items())
+            + f". hausman-wild against wildboottest's loop ({w['reps']} replications, "
+            f"{w['seconds_per_rep'] * 1e3:,.1f} ms each): {_x(few['wild_speedup'])}.",
+            "",
+        ]
+    return lines
+
+
 def build(results: Path) -> str:
     fig = _load(results / "perf_figures.json")
     rss = _load(results / "bench_rss.json")
     gpu = _gpu(results)
+    _derive.upgrade(fig, gpu)
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     lines = [
         "# Throughput results",
@@ -569,24 +509,18 @@ def build(results: Path) -> str:
         "",
         "## Machines",
         "",
-        "| | CPU | GPU |",
-        "| --- | --- | --- |",
-        f"| `{PERF_CMD}` | {_machine_line(fig.get('machine')) if fig else 'not run yet'} "
+        *_head(" | CPU | GPU"),
+        f"| {PERF} | {_machine(fig.get('machine')) if fig else 'not run yet'} "
         f"| {_gpu_machine(gpu)} |",
         "",
     ]
     if fig and fig.get("small"):
         lines += ["**PERF_SMALL=1 run: reduced sizes, not the reference figures.**", ""]
-    lines += _section_summary(fig, rss, gpu)
+    lines += _summary(fig, rss, gpu)
     if fig:
-        if fig.get("bayes"):
-            lines += _section_bayes(fig, gpu)
-        lines += _section_frequentist(fig)
-        lines += _section_sweep(fig)
-        lines += _section_memory(fig)
-    lines += _section_rss(rss)
-    lines += _section_gpu(gpu, fig)
-    lines += _section_scripts(results)
+        lines += _bayes(fig, gpu) if fig.get("bayes") else []
+        lines += _frequentist(fig) + _sweep(fig) + _memory(fig)
+    lines += _rss(rss) + _gpu_section(gpu, fig) + _scripts(results)
     return "\n".join(lines).rstrip() + "\n"
 
 
