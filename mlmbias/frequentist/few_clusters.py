@@ -115,16 +115,22 @@ def cr2(xtx: jax.Array, q: jax.Array, scores: jax.Array) -> tuple[jax.Array, jax
     return cov, expect**2 / square
 
 
-def _fe_cr2(stats: GroupStats) -> dict:
-    """Within estimator, CR2 SE clustered by region, Satterthwaite df t interval."""
+def _within_parts(stats: GroupStats):
+    """The within fit and its region sums with unidentified covariates masked out:
+    (prepared sums, fit, identified pairs, Wxx_r, Wxy_r, beta with 0 where NaN)."""
     p = prepare(stats)
     fit = within(p)
-    k = p.p
-    ok = p.within
+    k, ok = p.p, p.within
     both = ok[:, None] & ok[None, :]
     wxx = jnp.where(both[None], p.w[:, :k, :k], 0.0)
     wxy = jnp.where(ok[None], p.w[:, :k, k], 0.0)
-    beta = jnp.where(ok, fit.beta, 0.0)
+    return p, fit, both, wxx, wxy, jnp.where(ok, fit.beta, 0.0)
+
+
+def _fe_cr2(stats: GroupStats) -> dict:
+    """Within estimator, CR2 SE clustered by region, Satterthwaite df t interval."""
+    p, fit, both, wxx, wxy, beta = _within_parts(stats)
+    k, ok = p.p, p.within
     scores = wxy - wxx @ beta
     xtx = jnp.where(both, jnp.sum(wxx, axis=0), jnp.eye(k))
     cov, df = cr2(xtx, wxx, scores)
@@ -200,15 +206,9 @@ def _hausman_cr2(stats: GroupStats) -> dict:
 
 def _fe_cr3(stats: GroupStats) -> dict:
     """Within estimator, cluster jackknife (CV3) variance, t(G - 1) interval."""
-    p = prepare(stats)
-    fit = within(p)
-    k = p.p
-    ok = p.within
-    both = ok[:, None] & ok[None, :]
-    wxx = jnp.where(both[None], p.w[:, :k, :k], 0.0)
-    wxy = jnp.where(ok[None], p.w[:, :k, k], 0.0)
+    p, fit, both, wxx, wxy, beta = _within_parts(stats)
+    k, ok = p.p, p.within
     sxx, sxy = jnp.sum(wxx, axis=0), jnp.sum(wxy, axis=0)
-    beta = jnp.where(ok, fit.beta, 0.0)
 
     def leave_out(wg, vg):
         a = jnp.where(both, sxx - wg, jnp.eye(k))
