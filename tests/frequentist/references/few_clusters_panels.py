@@ -38,6 +38,11 @@ def panel(index: int, g: int, p: int, q: int) -> pd.DataFrame:
     # heteroskedastic across regions, as the clusters of a CR2 study
     e = rng.normal(0.0, 1.0, len(codes)) * rng.uniform(0.5, 2.0, g)[codes]
     y = 1.0 + x @ [1.0, -0.5][:p] + (0.8 * z[codes] if q else 0.0) + u[codes] + e
+    return panel_frame(index, p, q, codes, x, y, z)
+
+
+def panel_frame(index, p, q, codes, x, y, z) -> pd.DataFrame:
+    """One panel in the CSV's columns: x1 and z0 are 0 where p = 1 or q = 0."""
     frame = pd.DataFrame({"panel": index, "p": p, "q": q, "g": codes, "y": y})
     for j in range(2):
         frame[f"x{j}"] = x[:, j] if j < p else 0.0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from few_clusters_panels import panel_frame
 
 OUT = Path(__file__).with_name("reml_df_panels.csv")
 # (panel id, regions, p, q, seed)
@@ -26,11 +27,7 @@ def panel(index: int, g: int, p: int, q: int, seed: int) -> pd.DataFrame:
     # no region effect: the seed is one where REML puts s_a^2 at 0
     y = x @ [1.0, -0.5][:p] + xbar[codes] @ [0.5, 0.3][:p] + rng.normal(0.0, 1.0, len(codes))
     y = y + (0.8 * z[codes] if q else 0.0)
-    frame = pd.DataFrame({"panel": index, "p": p, "q": q, "g": codes, "y": y})
-    for j in range(2):
-        frame[f"x{j}"] = x[:, j] if j < p else 0.0
-    frame["z0"] = z[codes] if q else 0.0
-    return frame
+    return panel_frame(index, p, q, codes, x, y, z)
 
 
 def main() -> None:
