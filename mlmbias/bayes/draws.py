@@ -61,6 +61,9 @@ class Draws(NamedTuple):
     # draws): the mean and the maximum leapfrog steps across the batch's chains
     batch_steps: np.ndarray
     keys: tuple[tuple[str, str], ...] = QUANTITY_KEYS  # (estimand, term) per quantity
+    # (rep,) bool: the engine's own convergence check, where it has one; when set
+    # it replaces split R-hat and bulk ESS in the methods' ``converged``
+    checks: np.ndarray | None = None
 
     def get(self, name: str, term: str | None = None) -> np.ndarray:
         """(rep, chains, draws) draws of one quantity: ``name`` ("mu", "beta",
@@ -204,7 +207,14 @@ def nuts_settings(settings: BayesSettings) -> NutsSettings:
 
 
 def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draws:
-    """Draws of ``model`` for every replication of ``stats`` (rep, R), keyed by ``keys`` (rep, 2).
+    """Draws of ``model`` for every replication of ``stats`` (rep, R), keyed by
+    ``keys`` (rep, 2), from the engine ``settings.engine`` names."""
+    engines = {"nuts": sample_nuts}
+    return engines[settings.engine](model, keys, stats, settings)
+
+
+def sample_nuts(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draws:
+    """Batched NUTS draws of ``model`` (the ``nuts`` engine).
 
     Replications are grouped by their size-class tier and run in batches of
     ``settings.batch_size``; a short last batch is padded by repeating its last

@@ -27,7 +27,8 @@ seed's diagnostic; NaN without sigma_a) and ``flag``.
 
 ``converged`` judges the replication as a whole: split R-hat <= ``rhat_max``
 and bulk ESS >= ``ess_min`` for every reported coefficient and for mu, sigma
-and sigma_a where the model has them, and no divergences.
+and sigma_a where the model has them, and no divergences; an engine with its
+own convergence check (``Draws.checks``) replaces R-hat and ESS by it.
 ``flag`` bits (mlmbias.flags): NOT_CONVERGED (R-hat or ESS threshold missed),
 DIVERGENT, NONFINITE (a non-finite estimate or SE).
 
@@ -105,8 +106,11 @@ def summarize_draws(
     info = MODEL_INFO[model]
     p, q = _dims(draws.keys)
     sums = {key: summarize(draws.get(*key), level) for key in monitored(model, p, q)}
-    rhat_ok = np.all([s["rhat"] <= rhat_max for s in sums.values()], axis=0)
-    ess_ok = np.all([s["ess"] >= ess_min for s in sums.values()], axis=0)
+    if draws.checks is None:
+        rhat_ok = np.all([s["rhat"] <= rhat_max for s in sums.values()], axis=0)
+        ess_ok = np.all([s["ess"] >= ess_min for s in sums.values()], axis=0)
+    else:  # the engine's own check replaces R-hat and ESS (its NOT_CONVERGED)
+        rhat_ok = ess_ok = np.asarray(draws.checks, bool)
     divergences = np.asarray(draws.divergences, np.int64)
     n = divergences.shape[0]
     out: dict[tuple[str, str], dict[str, np.ndarray]] = {}

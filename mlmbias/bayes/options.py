@@ -3,6 +3,8 @@
 =================  ==============  ==================================================
 key                default         meaning
 =================  ==============  ==================================================
+engine             "nuts"          sampler of the (log sigma, log sigma_a) posterior:
+                                   "nuts" (batched NUTS, mlmbias.bayes.sampler)
 chains             4               chains per replication
 warmup             1000            warm-up (adaptation) iterations per chain
 draws              1000            kept draws per chain
@@ -36,6 +38,7 @@ from mlmbias.checks import check_integer, check_number
 from mlmbias.errors import ConfigError
 
 COLLAPSE_MODES = ("coefficients", "intercepts")
+ENGINES = ("nuts",)
 
 
 def default_batch_size(backend: str | None = None) -> int:
@@ -47,6 +50,7 @@ def default_batch_size(backend: str | None = None) -> int:
 
 @dataclass(frozen=True)
 class BayesSettings:
+    engine: str = "nuts"
     chains: int = 4
     warmup: int = 1000
     draws: int = 1000
@@ -64,6 +68,7 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
     """Validate the ``[bayes]`` table; an unknown key is a ``ConfigError`` naming it."""
     options = dict(options or {})
     known = {
+        "engine",
         "chains",
         "warmup",
         "draws",
@@ -80,6 +85,11 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
             allowed = ", ".join(sorted(known) + ["prior_*"])
             raise ConfigError(f"unknown [bayes] option '{key}'; allowed: {allowed}")
     out: dict[str, Any] = {"priors": priors_from_options(options)}
+    if "engine" in options:
+        if options["engine"] not in ENGINES:
+            allowed = ", ".join(ENGINES)
+            raise ConfigError(f"'engine' must be one of {allowed}, got {options['engine']!r}")
+        out["engine"] = options["engine"]
     if "chains" in options:
         out["chains"] = check_integer("chains", options["chains"], 1)
     if "warmup" in options:
