@@ -4,7 +4,9 @@
 key                default         meaning
 =================  ==============  ==================================================
 engine             "nuts"          sampler of the (log sigma, log sigma_a) posterior:
-                                   "nuts" (batched NUTS, mlmbias.bayes.sampler)
+                                   "nuts" (batched NUTS, mlmbias.bayes.sampler) or
+                                   "grid" (quadrature, mlmbias.bayes.grid: exact up
+                                   to the grid; needs collapse = "coefficients")
 chains             4               chains per replication
 warmup             1000            warm-up (adaptation) iterations per chain
 draws              1000            kept draws per chain
@@ -20,8 +22,19 @@ collapse           "coefficients"  what is integrated out analytically before NU
                                    DESIGN.md form: NUTS samples the coefficients too)
 target_accept      0.8             target acceptance probability of the step size
 max_tree_depth     10              NUTS maximum tree depth
+grid_size          32              grid: cells per axis (>= 4, even); G x G cells
+                                   for re, mundlak, rewb, G for pooled and fe
+grid_edge_tol      1e-3            grid: converged needs the mass in the box's face
+                                   cells <= grid_edge_tol ...
+grid_refine_tol    0.05            ... and the posterior means and SDs to move by at
+                                   most this many posterior SDs from a G/2 grid
 prior_*            see priors.py   prior locations and scales
 =================  ==============  ==================================================
+
+The NUTS keys (warmup, dense_mass, target_accept, max_tree_depth, rhat_max,
+ess_min) are accepted and ignored under engine = "grid", and the grid_* keys
+under engine = "nuts": a study can switch engines by one key. chains x draws is
+the number of (independent) grid draws, laid out as chains x draws.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from mlmbias.checks import check_integer, check_number
 from mlmbias.errors import ConfigError
 
 COLLAPSE_MODES = ("coefficients", "intercepts")
-ENGINES = ("nuts",)
+ENGINES = ("nuts", "grid")
 
 
 def default_batch_size(backend: str | None = None) -> int:
@@ -61,6 +74,9 @@ class BayesSettings:
     collapse: str = "coefficients"
     target_accept: float = 0.8
     max_tree_depth: int = 10
+    grid_size: int = 32
+    grid_edge_tol: float = 1e-3
+    grid_refine_tol: float = 0.05
     priors: Priors = field(default_factory=Priors)
 
 
@@ -79,6 +95,9 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         "collapse",
         "target_accept",
         "max_tree_depth",
+        "grid_size",
+        "grid_edge_tol",
+        "grid_refine_tol",
     }
     for key in options:
         if key not in known and not key.startswith("prior_"):
@@ -119,4 +138,25 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         )
     if "max_tree_depth" in options:
         out["max_tree_depth"] = check_integer("max_tree_depth", options["max_tree_depth"], 1, 15)
-    return BayesSettings(**out)
+    if "grid_size" in options:
+        out["grid_size"] = check_integer("grid_size", options["grid_size"], 4, 1024)
+        if out["grid_size"] % 2:
+            raise ConfigError(
+                f"'grid_size' must be even (the refinement check halves it), "
+                f"got {options['grid_size']!r}"
+            )
+    if "grid_edge_tol" in options:
+        out["grid_edge_tol"] = check_number(
+            "grid_edge_tol", options["grid_edge_tol"], 0.0, 1.0, open_low=True
+        )
+    if "grid_refine_tol" in options:
+        out["grid_refine_tol"] = check_number(
+            "grid_refine_tol", options["grid_refine_tol"], 0.0, math.inf, open_low=True
+        )
+    settings = BayesSettings(**out)
+    if settings.engine == "grid" and settings.collapse != "coefficients":
+        raise ConfigError(
+            "engine = 'grid' integrates the (log sigma, log sigma_a) posterior and needs "
+            f"collapse = 'coefficients', got collapse = {settings.collapse!r}"
+        )
+    return settings
