@@ -3,48 +3,67 @@
 With the intercepts and the regression coefficients integrated out
 (:mod:`mlmbias.bayes.collapsed`, ``collapse = "coefficients"``) the posterior
 of u = (log sigma, log sigma_a) is known up to a constant, two-dimensional for
-re, mundlak and rewb and one-dimensional for pooled and fe (no sigma_a). Instead
+re, mundlak and rewb and one-dimensional for pooled and fe (no sigma_a; their
+grid is 2-D all the same, over u and the dummy N(0, 1) coordinate that
+``collapsed.scales`` gives them as under NUTS, so that one compiled program
+serves all five models: 32 x 32 instead of 32 cells costs little). Instead
 of sampling it, this engine integrates it on a grid, per replication, inside one
 jitted program vmapped over a batch of replications:
 
 1. **Mode.** ``NEWTON_STEPS`` Newton steps on log p(u | y) from the centre NUTS
-   starts from (``draws._initial``). Where the Hessian is not negative definite
-   the step is a gradient step scaled by the Hessian's largest curvature; every
-   step is capped at ``MAX_STEP`` (in log units) and followed by a line search
-   over ``LINE_SEARCH`` halvings that keeps the best point (or stays put), so
-   the density never decreases. The mode is accepted when the Hessian there is
-   negative definite and the Newton decrement g' (-H)^-1 g is below ``MODE_TOL``.
-2. **Box.** Whitened coordinates w with u = mode + L^-T w, -H = L L' at the
-   mode (w is N(0, I) for a Gaussian posterior). Along each of the 2d whitened
-   half-axes the box edge is the distance at which the log density has fallen
-   ``MARGIN`` (12) below the mode: distances 1, 2, 4, ... (``DOUBLINGS`` of
-   them) bracket it, ``BISECTIONS`` bisections narrow it, the outer end of the
-   bracket is kept. The left tail in log sigma_a is exponential, not Gaussian
-   (p(v) ~ e^v as v -> -inf where the data cannot tell sigma_a from 0), so a
-   fixed +-k SD box would lose its mass; the search finds it wherever it ends.
-   A fall of 12 leaves beyond the edge about e^-12 = 6e-6 of the mode's density
-   (a Gaussian tail beyond 4.9 SD: 1e-6 of the mass; an exponential tail:
-   about 6e-6 times its length in SDs).
-3. **Grid.** G cells per axis (``grid_size``, default 32; G^d cells) over the
-   box; the log density at every cell centre. Within a cell the density is
-   taken as log-linear, exp(f_c + g'(w - w_c)), with the slopes g from central
-   differences of the neighbouring centres (one-sided on the box's faces): cell
-   c's mass is exp(f_c) prod_i sinh(a_i)/a_i, a_i = g_i h_i / 2. A draw picks a
-   cell by mass (inverse CDF) and its position inside from that exponentially
-   tilted uniform (exactly, by inverse CDF). A plain uniform jitter would add
-   h^2/12 to each whitened variance (Sheppard's correction: +1.6% on the SD of
-   log sigma_a at G = 32); the tilt cancels that term to second order.
-4. **Coefficients.** Given each draw of (sigma, sigma_a), theta is drawn exactly
-   from its Gaussian conditional (``collapsed.coefficient_posterior``,
-   ``draw_coefficients``, ``spec.readout``), as after NUTS.
+   starts from (``draws._initial``). Where the Hessian H is not negative
+   definite the step is |H|^-1 g (its eigenvalues' signs flipped: a gradient
+   step scaled per direction by the curvature); every step is capped at
+   ``MAX_STEP`` (log units) and followed by a line search over ``LINE_SEARCH``
+   halvings that keeps the best point (or stays put), so the density never
+   decreases. The mode is accepted (``mode_ok``) when H is negative definite
+   there and the Newton decrement g' (-H)^-1 g is below ``MODE_TOL``.
+2. **Box.** Whitened coordinates w, u = mode + L^-T w with -H = L L' at the
+   mode (w is N(0, I) for a Gaussian posterior; w1 moves log sigma_a). Along
+   each half-axis the box ends where the log density has fallen ``MARGIN`` (12)
+   below the mode: distances 1, 2, 4, ... (``DOUBLINGS`` of them) bracket it,
+   ``BISECTIONS`` bisections narrow it, the outer end is kept. The left tail in
+   log sigma_a is exponential, not Gaussian (p(v) ~ e^v as v -> -inf where the
+   data cannot tell sigma_a from 0) and tens of SDs long, and along it the
+   conditional mode of log sigma bends away from the whitened axis: a fixed
+   +-k SD box loses its mass. So (2-D) the w1 half-axes follow the *ridge*, the
+   mode of w0 given w1 (``RIDGE_STEPS`` 1-D Newton steps), and the grid is
+   sheared onto it (w0 measured from the ridge, interpolated linearly between
+   ``RIDGE_STATIONS`` stations; a shear has Jacobian 1). Then, up to
+   ``WIDEN_ROUNDS`` times, a face of the box whose G/2-grid cells are still
+   within the margin of the mode moves out by half the box's width. A fall of
+   12 leaves beyond the edge about e^-12 = 6e-6 of the mode's density.
+3. **Grid.** G cells per axis (``grid_size``, default 32; G^d cells), uniform
+   in z with w = sinh(0.3 z) / 0.3 per axis (``STRETCH``): cells of about 1/4
+   SD at the mode (for a box of +-5 SD) that grow exponentially into a long
+   tail, so one G serves a Gaussian posterior and a 40-SD tail alike; the
+   Jacobian cosh(0.3 z) enters the cells' masses. Means and SDs of u and the
+   means of the reported quantities (E[readout theta | u] comes with the
+   density) are midpoint sums over the cells.
+4. **Draws.** A proposal picks a cell by its mass under a log-linear model of
+   the density in the cell (slopes from central differences of the neighbours)
+   and a point inside it from that exponentially tilted uniform, exactly (by
+   inverse CDF); theta is then drawn exactly from its Gaussian conditional
+   (``collapsed.coefficient_posterior`` and ``spec.readout``, as after NUTS).
+   The in-cell model is only approximate where the density bends within a
+   cell (at G = 32 it moved the SD of beta by up to 6% on a long-tailed
+   posterior), so the proposals are corrected by independence
+   Metropolis-Hastings, per chain, with the exact log density at each proposal:
+   the draws' distribution is the posterior restricted to the box, and nearly
+   every proposal is accepted (``Draws.accept_prob``, typically 0.95 to 1), so
+   the draws are nearly independent. ``Draws.values`` has NUTS's shape (rep,
+   chains, draws, quantities) with chains x draws draws, so R-hat and ESS in
+   the summaries stay computable (near 1 and near chains x draws).
 
-The draws are independent; ``Draws.values`` has NUTS's shape (rep, chains,
-draws, quantities) with chains x draws of them (the chains are only a layout,
-so R-hat and ESS in the summaries stay computable, near 1 and near chains x
-draws). Replication i with key k_i gives the same numbers whatever else shares
-its batch (module docstring of :mod:`mlmbias.bayes.draws`): the whole
-computation is a function of its own data and key, batches and size-class tiers
-as for NUTS.
+Replication i with key k_i gives the same numbers whatever else shares its
+batch (module docstring of :mod:`mlmbias.bayes.draws`): the computation is a
+function of its own data and key, in batches and size-class tiers as for NUTS
+(``draws.run_batches``).
+
+Accuracy (tests/bayes/test_grid.py and a 301 x 301 brute-force grid): at G = 32
+the posterior means of log sigma, log sigma_a and beta are within 0.3% of a
+posterior SD and their SDs within 0.3%, on R = 10 and R = 50 panels, including
+ones whose log sigma_a tail reaches 40 SDs.
 
 **Diagnostics** (``Draws.diagnostics``; ``Draws.checks`` is their verdict and
 replaces R-hat and ESS in ``converged``):
@@ -52,26 +71,30 @@ replaces R-hat and ESS in ``converged``):
 * ``edge_mass``: the grid's probability in the cells on the box's faces. It is
   large when the box cuts off posterior mass (a density still high at the
   edge). ``grid_edge_tol`` (default 1e-3): with the default margin the faces
-  hold about 1e-6 to 1e-5 (Gaussian and exponential tails), so 1e-3 flags only
+  hold 1e-14 to 1e-6 on the seed's panels (R = 10 and 50), so 1e-3 flags only
   a box that truly truncates (the mass beyond the box is of the order of the
-  face mass times the tail's length in cells).
+  face mass times the tail's length in cells; a box cut at the mode holds
+  10% or more on its faces).
 * ``refine_change``: the largest change, in posterior SDs, of the posterior
   means and SDs of u and of the posterior means of every reported quantity
-  (mu, beta, contextual, delta: E[readout theta | u] is a by-product of the
-  density) between the G grid and a G/2 grid over the same box, computed from
-  the cells' masses, not from draws. Both use midpoint masses; the G/2 grid's
-  error is about four times the G grid's (second order), so the change bounds
-  the G grid's own error from above. ``grid_refine_tol`` (default 0.05 SD): at
-  G = 32 the change is typically 1e-4 to 1e-2 SD on the seed's panels (the G
-  grid's own error against a 301 x 301 grid is below 0.5% of an SD), while a
-  posterior the grid cannot resolve (a box far too wide, a spike) changes by a
-  sizeable fraction of an SD.
+  (mu, beta, contextual, delta; SDs of these from the draws) between the G grid
+  and the G/2 grid over the same box, both from the cells' masses, not from
+  draws. The G/2 grid's error is several times the G grid's (second order or
+  better), so the change bounds the G grid's own error from above.
+  ``grid_refine_tol`` (default 0.05 SD): at G = 32 the change is typically
+  1e-5 to 2e-2 SD on the seed's panels while the G grid's own error is below
+  0.003 SD; a posterior the grid cannot resolve changes by tenths of an SD
+  (G = 16 on a long-tailed posterior: 0.06 to 0.09; a box without the
+  ridge's shear at G = 32: 0.2 to 0.4). 0.05 SD is the error, in an estimate,
+  that a study's Monte Carlo SE would never show.
 * ``mode_ok``: the Newton iteration converged (see 1).
+* ``accept``: the independence Metropolis-Hastings acceptance rate per chain
+  (also ``Draws.accept_prob``); informative, not part of the check.
 
 ``checks = mode_ok & edge_mass <= grid_edge_tol & refine_change <=
 grid_refine_tol`` and every draw finite. ``divergences`` is 0, ``step_size``
-and ``accept_prob`` are NaN, ``num_steps`` 0, and ``batch_steps`` zeros (no
-lockstep: ``lockstep_waste`` is NaN).
+NaN, ``num_steps`` 0, and ``batch_steps`` zeros (no lockstep: a batch's
+replications do the same fixed work; ``lockstep_waste`` is NaN).
 """
 
 from __future__ import annotations
@@ -83,7 +106,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlmbias.bayes import collapsed as C
-from mlmbias.bayes.collapsed import MODEL_INFO
 from mlmbias.bayes.draws import Draws, _initial, quantity_keys, readout_outputs, run_batches
 from mlmbias.bayes.options import BayesSettings
 from mlmbias.groupstats import GroupStats
@@ -116,6 +138,17 @@ def _solve(h: jax.Array, g: jax.Array) -> jax.Array:
     return jnp.stack([h[1, 1] * g[0] - h[0, 1] * g[1], h[0, 0] * g[1] - h[0, 1] * g[0]]) / det
 
 
+def _abs_matrix(h: jax.Array) -> jax.Array:
+    """|H| = (H^2)^(1/2) of a 1 x 1 or 2 x 2 symmetric matrix (eigenvalues made
+    positive, eigenvectors kept), by the 2 x 2 square-root formula: sqrt(M) =
+    (M + sqrt(det M) I) / sqrt(tr M + 2 sqrt(det M))."""
+    if h.shape[0] == 1:
+        return jnp.abs(h)
+    m = h @ h
+    root_det = jnp.abs(h[0, 0] * h[1, 1] - h[0, 1] ** 2)
+    return (m + root_det * jnp.eye(2)) / jnp.sqrt(jnp.trace(m) + 2.0 * root_det)
+
+
 def _whitener(a: jax.Array) -> jax.Array:
     """W = L^-T for a = L L' (1 x 1 or 2 x 2, positive definite): u = mode + W w."""
     if a.shape[0] == 1:
@@ -127,21 +160,20 @@ def _whitener(a: jax.Array) -> jax.Array:
 
 
 def _mode(f, u0: jax.Array):
-    """(mode, Hessian there, converged) by safeguarded Newton from u0."""
+    """(mode, log density there, Hessian there, converged) by safeguarded Newton from u0."""
     grad, hess = jax.grad(f), jax.hessian(f)
     ts = 0.5 ** jnp.arange(LINE_SEARCH)
 
     def step(carry, _):
         u, fu = carry
         g, h = grad(u), hess(u)
-        nd = _neg_def(h)
-        newton = -_solve(jnp.where(nd, h, -jnp.eye(u.shape[0])), g)
-        curv = jnp.maximum(jnp.sqrt(jnp.sum(h**2)), 1e-6)  # >= largest |eigenvalue|
-        direction = jnp.where(nd, newton, g / curv)
+        # Newton where H is negative definite; elsewhere |H|^-1 g, the eigenvalues'
+        # signs flipped: an ascent step scaled by each direction's curvature
+        direction = _solve(_abs_matrix(h) + 1e-8 * jnp.eye(u.shape[0]), g)
         direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, 0.0)
         norm = jnp.sqrt(jnp.sum(direction**2))
         direction = direction * jnp.minimum(1.0, MAX_STEP / jnp.maximum(norm, 1e-300))
-        cand = u + ts[:, None] * direction
+        cand = u[None, :] + ts[:, None] * direction[None, :]
         fc = jax.vmap(f)(cand)
         fc = jnp.where(jnp.isfinite(fc), fc, -jnp.inf)
         best = jnp.argmax(fc)
@@ -219,7 +251,7 @@ def _slopes(f: jax.Array, h: jax.Array) -> jax.Array:
 def _axes(lo, hi, g):
     """Cell centres along each axis, (d, g), and the cell widths (d,)."""
     h = (hi - lo) / g
-    return lo[:, None] + (jnp.arange(g) + 0.5) * h[:, None], h
+    return lo[:, None] + (jnp.arange(g) + 0.5)[None, :] * h[:, None], h
 
 
 def _points(centres):
@@ -263,6 +295,11 @@ def _independence_mh(key, proposals, log_ratio):
     return chain, jnp.mean(took)
 
 
+def _sampled(u: jax.Array, spec) -> jax.Array:
+    """u's moments with NaN for the dummy coordinate of a model without sigma_a."""
+    return u.at[1].set(jnp.where(spec.sa_sampled > 0, u[1], jnp.nan))
+
+
 def _faces(g: int, dims: int) -> np.ndarray:
     """(g^d, 2d) bool: whether each cell lies on each face of the box (the lower
     face of every axis, then the upper ones), in the order of :func:`_points`."""
@@ -276,12 +313,12 @@ def _moments(logw: jax.Array, u: jax.Array, named: jax.Array):
     w = jnp.where(jnp.isfinite(w), w, 0.0)
     w = w / jnp.sum(w)
     mean = w @ u
-    sd = jnp.sqrt(w @ (u - mean) ** 2)
+    sd = jnp.sqrt(w @ (u - mean[None, :]) ** 2)
     return mean, sd, w @ named, w
 
 
 @functools.cache
-def _program(dims: int, g: int, chains: int, draws: int, num_classes: int, margin: float):
+def _program(dims: int, g: int, chains: int, draws: int, num_classes: int):
     """The jitted grid program for one static configuration."""
     n_draws = chains * draws
 
@@ -289,6 +326,7 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int, margi
         return x if dims == 2 else jnp.concatenate([x, jnp.zeros(1)])
 
     def one(key, rd, ids, spec, tols):
+        edge_tol, refine_tol, margin = tols[0], tols[1], tols[2]
         cs = C.class_sums(rd, ids, num_classes)
         centre, var0, _ = _initial(rd, cs, spec, "coefficients")
 
@@ -306,7 +344,7 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int, margi
         whiten = _whitener(jnp.where(_neg_def(hess), -hess, fallback))
 
         def at(w):  # whitened (.., d) -> u (.., d)
-            return mode + w @ whiten.T
+            return mode + w @ whiten.T if w.ndim == 1 else mode[None, :] + w @ whiten.T
 
         if dims == 2:
             # the ridge: the mode of w0 given w1, which bends away from the
@@ -321,15 +359,11 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int, margi
                 stations = jnp.linspace(lo[1], hi[1], RIDGE_STATIONS)
                 return stations, jax.vmap(ridge_at)(stations)
 
-            def tail(t, sign):  # the log density on the ridge at w1 = sign t
-                w1 = sign * t
-                return f(at(jnp.stack([ridge_at(w1), w1])))
-
-            up1 = _edge(lambda t: tail(t, 1.0), fmax, margin)
-            down1 = _edge(lambda t: tail(t, -1.0), fmax, margin)
-            up0 = _edge(lambda t: f(at(jnp.stack([t, 0.0]))), fmax, margin)
-            down0 = _edge(lambda t: f(at(jnp.stack([-t, 0.0]))), fmax, margin)
-            lo, hi = -jnp.stack([down0, down1]), jnp.stack([up0, up1])
+            def path(t, k):  # half-axes +w0, +w1, -w0, -w1; the w1 ones on the ridge
+                e = jnp.where(k % 2 == 0, jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]))
+                w = jnp.where(k < 2, 1.0, -1.0) * t * e
+                w = w.at[0].set(jnp.where(k % 2 == 1, ridge_at(w[1]), w[0]))
+                return f(at(w))
         else:
 
             def shear(w, stations, ridge):
@@ -338,38 +372,45 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int, margi
             def make_ridge(lo, hi):
                 return jnp.zeros(1), jnp.zeros(1)
 
-            up0 = _edge(lambda t: f(at(jnp.stack([t]))), fmax, margin)
-            down0 = _edge(lambda t: f(at(jnp.stack([-t]))), fmax, margin)
-            lo, hi = -jnp.stack([down0]), jnp.stack([up0])
+            def path(t, k):  # half-axes +w0, -w0
+                return f(at(jnp.where(k < 1, 1.0, -1.0) * t * jnp.ones(1)))
 
-        # widen the box where the posterior leaves it: a face of the G/2 grid whose
-        # cells are still above the margin moves out by half the box's width
-        face_c = _faces(g // 2, dims)
+        reach = jax.vmap(lambda k: _edge(lambda t: path(t, k), fmax, margin))(jnp.arange(2 * dims))
+        lo, hi = -reach[dims:], reach[:dims]
 
-        def widen(_, box):
-            lo, hi = box
-            centres, _ = _axes(_to_z(lo), _to_z(hi), g // 2)
-            stations, ridge = make_ridge(lo, hi)
-            logc = jax.vmap(f)(at(shear(_to_w(_points(centres)), stations, ridge)))
-            top = jnp.max(jnp.where(face_c, logc[:, None], -jnp.inf), axis=0)
-            out = ~(top < fmax - margin)  # (2d,): lower faces, then upper faces
-            step = 0.5 * (hi - lo)
-            return lo - jnp.where(out[:dims], step, 0.0), hi + jnp.where(out[dims:], step, 0.0)
-
-        lo, hi = jax.lax.fori_loop(0, WIDEN_ROUNDS, widen, (lo, hi))
-        stations, ridge = make_ridge(lo, hi)
-
-        def grid(size):
+        def grid(size, lo, hi, stations, ridge):
             centres, h = _axes(_to_z(lo), _to_z(hi), size)
             z = _points(centres)
             x = at(shear(_to_w(z), stations, ridge))
             logd, named = jax.vmap(point)(x)
             return centres, h, x, logd + _log_jacobian(z), named
 
-        centres, h, x, logd, named = grid(g)
-        mean, sd, named_mean, mass = _moments(logd, x, named)
-        _, _, xc, logc, namedc = grid(g // 2)
+        # widen the box where the posterior leaves it: a face of the G/2 grid whose
+        # cells are still above the margin moves out by half the box's width; the
+        # last round only evaluates the final box (its G/2 grid is the refinement's)
+        face_c = _faces(g // 2, dims)
+        n_c = (g // 2) ** dims
+
+        def widen(i, carry):
+            lo, hi = carry[:2]
+            stations, ridge = make_ridge(lo, hi)
+            _, _, xc, logc, namedc = grid(g // 2, lo, hi, stations, ridge)
+            top = jnp.max(jnp.where(face_c, logc[:, None], -jnp.inf), axis=0)
+            out = ~(top < fmax - margin) & (i < WIDEN_ROUNDS)  # lower faces, then upper
+            step = 0.5 * (hi - lo)
+            lo = lo - jnp.where(out[:dims], step, 0.0)
+            hi = hi + jnp.where(out[dims:], step, 0.0)
+            return lo, hi, stations, ridge, xc, logc, namedc
+
+        k = spec.loc.shape[-1]
+        init = (lo, hi, *make_ridge(lo, hi), jnp.zeros((n_c, dims)), jnp.zeros(n_c))
+        init = init + (jnp.zeros((n_c, k)),)
+        lo, hi, stations, ridge, xc, logc, namedc = jax.lax.fori_loop(
+            0, WIDEN_ROUNDS + 1, widen, init
+        )
         mean_c, sd_c, named_c, _ = _moments(logc, xc, namedc)
+        centres, h, x, logd, named = grid(g, lo, hi, stations, ridge)
+        mean, sd, named_mean, mass = _moments(logd, x, named)
         edge_mass = jnp.sum(jnp.where(jnp.any(_faces(g, dims), axis=1), mass, 0.0))
 
         # draws: cells by their log-linear mass, the position inside by the tilt
@@ -389,7 +430,7 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int, margi
         cell = jnp.clip(jnp.searchsorted(cdf, pick, side="right"), 0, cdf.shape[0] - 1)
         a_cell = a.reshape(dims, -1)[:, cell].T  # (n_draws, d)
         s = _tilted(k_tilt, a_cell)
-        zs = _points(centres)[cell] + s * (h / 2.0)
+        zs = _points(centres)[cell] + s * (h / 2.0)[None, :]
         xs = at(shear(_to_w(zs), stations, ridge))
         eps = jax.random.normal(k_coef, (n_draws, spec.loc.shape[-1]))
         proposals = jax.vmap(lambda xx, e: readout_outputs(None, full(xx), cs, spec, e))(xs, eps)
@@ -416,7 +457,6 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int, margi
             ]
         )
         refine = jnp.max(jnp.where(jnp.isnan(change), jnp.inf, change))
-        edge_tol, refine_tol = tols
         finite = jnp.all(jnp.isfinite(values))
         check = mode_ok & (edge_mass <= edge_tol) & (refine <= refine_tol) & finite
         diag = {
@@ -424,8 +464,8 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int, margi
             "refine_change": refine,
             "mode_ok": mode_ok,
             "accept": accept,
-            "u_mean": full(mean).at[1].set(mean[-1] if dims == 2 else jnp.nan),
-            "u_sd": full(sd).at[1].set(sd[-1] if dims == 2 else jnp.nan),
+            "u_mean": _sampled(full(mean), spec),
+            "u_sd": _sampled(full(sd), spec),
             "coef_mean": named_mean,
         }
         return values, check, diag
@@ -443,14 +483,14 @@ def sample_grid(
     """Draws of ``model`` by quadrature of the (log sigma, log sigma_a) posterior
     (the ``grid`` engine; module docstring). ``margin`` (log-density units) sets
     where the box ends; tests shrink it to check the edge-mass diagnostic."""
-    dims = 2 if MODEL_INFO[model].has_sigma_a else 1
+    # pooled and fe too: their second coordinate is collapsed.scales' dummy N(0, 1)
+    # (as under NUTS), so one compiled program serves all five models
+    dims = 2
     spec = C.linear_spec(model, settings.priors, stats.p, stats.q)
-    tols = jnp.asarray([settings.grid_edge_tol, settings.grid_refine_tol])
+    tols = jnp.asarray([settings.grid_edge_tol, settings.grid_refine_tol, margin], float)
 
     def program(tier):
-        prog = _program(
-            dims, settings.grid_size, settings.chains, settings.draws, int(tier), float(margin)
-        )
+        prog = _program(dims, settings.grid_size, settings.chains, settings.draws, int(tier))
 
         def call(k, s, i):
             values, check, diag = prog(k, s, i, spec, tols)

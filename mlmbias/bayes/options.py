@@ -22,8 +22,8 @@ collapse           "coefficients"  what is integrated out analytically before NU
                                    DESIGN.md form: NUTS samples the coefficients too)
 target_accept      0.8             target acceptance probability of the step size
 max_tree_depth     10              NUTS maximum tree depth
-grid_size          32              grid: cells per axis (>= 4, even); G x G cells
-                                   for re, mundlak, rewb, G for pooled and fe
+grid_size          32              grid: cells per axis of the G x G grid over
+                                   (log sigma, log sigma_a) (even, 4 to 1024)
 grid_edge_tol      1e-3            grid: converged needs the mass in the box's face
                                    cells <= grid_edge_tol ...
 grid_refine_tol    0.05            ... and the posterior means and SDs to move by at
@@ -34,7 +34,7 @@ prior_*            see priors.py   prior locations and scales
 The NUTS keys (warmup, dense_mass, target_accept, max_tree_depth, rhat_max,
 ess_min) are accepted and ignored under engine = "grid", and the grid_* keys
 under engine = "nuts": a study can switch engines by one key. chains x draws is
-the number of (independent) grid draws, laid out as chains x draws.
+the number of grid draws (nearly independent), laid out as chains x draws.
 """
 
 from __future__ import annotations
