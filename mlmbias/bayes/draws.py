@@ -133,7 +133,8 @@ def lockstep_steps(warmup_steps: jax.Array, draw_steps: jax.Array) -> jax.Array:
     return jnp.stack([steps.mean(axis=0).sum(), steps.max(axis=0).sum()])
 
 
-def _named(spec, named, sigma, sigma_a):
+def named_outputs(spec, named, sigma, sigma_a):
+    """The row of ``Draws.values``: the read-out coefficients, sigma, sigma_a."""
     if isinstance(spec, C.GeneralSpec):
         return jnp.concatenate([named, jnp.stack([sigma, sigma_a])])
     return jnp.stack([named[0], named[1], named[2], sigma, sigma_a])
@@ -149,7 +150,7 @@ def readout_outputs(key, u, cs, spec, eps=None):
         theta = C.draw_coefficients(key, post)
     else:
         theta = C.to_theta(post.centring, C.centred_from_normal(post, eps))
-    return _named(spec, spec.readout @ theta, sigma, sigma_a)
+    return named_outputs(spec, spec.readout @ theta, sigma, sigma_a)
 
 
 @functools.cache
@@ -162,7 +163,8 @@ def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
         if mode == "coefficients":
             return readout_outputs(key, z[-2:], cs, spec)
         sigma, sigma_a, _ = C.scales(spec, z[-2:])
-        return _named(spec, spec.readout @ C.to_theta(C.centring(spec, cs), z[:k]), sigma, sigma_a)
+        theta = C.to_theta(C.centring(spec, cs), z[:k])
+        return named_outputs(spec, spec.readout @ theta, sigma, sigma_a)
 
     def run(keys, stats, ids, spec):
         n_rep = keys.shape[0]

@@ -106,7 +106,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlmbias.bayes import collapsed as C
-from mlmbias.bayes.draws import Draws, _initial, quantity_keys, readout_outputs, run_batches
+from mlmbias.bayes.draws import Draws, _initial, named_outputs, quantity_keys, run_batches
 from mlmbias.bayes.options import BayesSettings
 from mlmbias.groupstats import GroupStats
 
@@ -359,11 +359,17 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int):
                 stations = jnp.linspace(lo[1], hi[1], RIDGE_STATIONS)
                 return stations, jax.vmap(ridge_at)(stations)
 
-            def path(t, k):  # half-axes +w0, +w1, -w0, -w1; the w1 ones on the ridge
-                e = jnp.where(k % 2 == 0, jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]))
-                w = jnp.where(k < 2, 1.0, -1.0) * t * e
-                w = w.at[0].set(jnp.where(k % 2 == 1, ridge_at(w[1]), w[0]))
-                return f(at(w))
+            def edges():  # +w0, +w1, -w0, -w1; the w1 half-axes on the ridge
+                signs = jnp.array([1.0, -1.0])
+                across = jax.vmap(
+                    lambda sg: _edge(lambda t: f(at(jnp.stack([sg * t, 0.0]))), fmax, margin)
+                )(signs)
+                along = jax.vmap(
+                    lambda sg: _edge(
+                        lambda t: f(at(jnp.stack([ridge_at(sg * t), sg * t]))), fmax, margin
+                    )
+                )(signs)
+                return jnp.stack([across[0], along[0], across[1], along[1]])
         else:
 
             def shear(w, stations, ridge):
@@ -372,10 +378,12 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int):
             def make_ridge(lo, hi):
                 return jnp.zeros(1), jnp.zeros(1)
 
-            def path(t, k):  # half-axes +w0, -w0
-                return f(at(jnp.where(k < 1, 1.0, -1.0) * t * jnp.ones(1)))
+            def edges():  # +w0, -w0
+                return jax.vmap(
+                    lambda sg: _edge(lambda t: f(at(sg * t * jnp.ones(1))), fmax, margin)
+                )(jnp.array([1.0, -1.0]))
 
-        reach = jax.vmap(lambda k: _edge(lambda t: path(t, k), fmax, margin))(jnp.arange(2 * dims))
+        reach = edges()
         lo, hi = -reach[dims:], reach[:dims]
 
         def grid(size, lo, hi, stations, ridge):
@@ -433,10 +441,17 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int):
         zs = _points(centres)[cell] + s * (h / 2.0)[None, :]
         xs = at(shear(_to_w(zs), stations, ridge))
         eps = jax.random.normal(k_coef, (n_draws, spec.loc.shape[-1]))
-        proposals = jax.vmap(lambda xx, e: readout_outputs(None, full(xx), cs, spec, e))(xs, eps)
+
+        def propose(xx, e):  # the draw and the log density from one conditional posterior
+            sigma, sigma_a, lp = C.scales(spec, full(xx))
+            post = C.coefficient_posterior(spec, cs, sigma, sigma_a)
+            theta = C.to_theta(post.centring, C.centred_from_normal(post, e))
+            return named_outputs(spec, spec.readout @ theta, sigma, sigma_a), lp + post.log_marginal
+
+        proposals, logp = jax.vmap(propose)(xs, eps)
         # log p / q up to a constant: the log density in z against its log-linear
         # approximation in the cell (q's density is exp(f_c + a's) / const)
-        log_ratio = jax.vmap(f)(xs) + _log_jacobian(zs) - fgrid.reshape(-1)[cell]
+        log_ratio = logp + _log_jacobian(zs) - fgrid.reshape(-1)[cell]
         log_ratio = log_ratio - jnp.sum(a_cell * s, axis=-1)
         log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
         values, accept = jax.vmap(_independence_mh)(
