@@ -140,16 +140,11 @@ def named_outputs(spec, named, sigma, sigma_a):
     return jnp.stack([named[0], named[1], named[2], sigma, sigma_a])
 
 
-def readout_outputs(key, u, cs, spec, eps=None):
+def readout_outputs(key, u, cs, spec):
     """One draw of every quantity of :func:`quantity_keys` given u = (log sigma, v):
-    theta drawn exactly from its Gaussian conditional (from ``key``, or from the
-    standard normals ``eps`` when given), then read out."""
+    theta drawn exactly from its Gaussian conditional, then read out."""
     sigma, sigma_a, _ = C.scales(spec, u)
-    post = C.coefficient_posterior(spec, cs, sigma, sigma_a)
-    if eps is None:
-        theta = C.draw_coefficients(key, post)
-    else:
-        theta = C.to_theta(post.centring, C.centred_from_normal(post, eps))
+    theta = C.draw_coefficients(key, C.coefficient_posterior(spec, cs, sigma, sigma_a))
     return named_outputs(spec, spec.readout @ theta, sigma, sigma_a)
 
 
