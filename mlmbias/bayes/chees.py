@@ -16,12 +16,13 @@ trajectory length and diagonal mass matrix for the draws.
 
 Per replication (``jax.vmap`` over the batch, nothing shared between
 replications, so a replication's draws do not depend on its batch companions):
-the density is the collapsed one of :mod:`mlmbias.bayes.draws` (collapse
-"coefficients": (log sigma, log sigma_a), the coefficients drawn exactly per
-draw from ``C.coefficient_posterior``; "intercepts": the coefficients sampled
-too), in coordinates whitened by the analytic guess of the posterior variances
-(``draws._initial``), so the adapted step size and trajectory length, in
-leapfrog steps, are alike across replications. ``chees_chains`` chains form
+the density is the collapsed one of :mod:`mlmbias.bayes.draws` over (log
+sigma, log sigma_a), the coefficients drawn exactly per draw from
+``C.coefficient_posterior`` (collapse "coefficients"; "intercepts" is a
+ConfigError: sampling the coefficients too, ChEES's single step size per
+posterior diverges in the funnel of sigma_a and the coefficients, in 3 of 4
+replications of the seed's scenario when tried), in coordinates whitened by
+the analytic guess of the posterior variances (``draws._initial``). ``chees_chains`` chains form
 ``chees_superchains`` superchains: the chains of a superchain start from one
 point, drawn like a NUTS chain's start (the centre plus uniform jitter of the
 spread). One ChEES adaptation over all chains (``chees_warmup`` iterations,
@@ -48,6 +49,7 @@ finite; the methods' ``converged`` uses it in place of R-hat and bulk ESS.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -58,7 +60,7 @@ import optax
 
 from mlmbias.bayes import draws as D
 from mlmbias.bayes.nested_rhat import nested_rhat
-from mlmbias.bayes.options import BayesSettings
+from mlmbias.bayes.options import BayesSettings, check_chees_collapse
 from mlmbias.groupstats import GroupStats
 
 LEARNING_RATE = 0.025  # Adam on log trajectory length (TFP's ChEES adaptation rate)
@@ -146,6 +148,11 @@ def _program(mode: str, s: CheesSettings, num_classes: int, nrhat_max: float):
     """The jitted batch program (compiled once per input shape)."""
 
     def run(keys, stats, ids, spec):
+        # BlackJAX broadcasts (chains, dim) against (dim,) implicitly
+        with jax.numpy_rank_promotion("allow"):
+            return body(keys, stats, ids, spec)
+
+    def body(keys, stats, ids, spec):
         cs, centre, var0, spread = D.replication_setup(stats, ids, spec, mode, num_classes)
         values, div, step, accept, warm_steps, steps, nrhat = jax.vmap(
             lambda k, c, ce, v, sp: chees_replication(k, c, spec, ce, v, sp, mode, s)
@@ -181,6 +188,7 @@ def chees_settings(settings: BayesSettings) -> CheesSettings:
 def sample_chees(model: str, keys, stats: GroupStats, settings: BayesSettings) -> D.Draws:
     """ChEES-HMC draws of ``model`` for every replication (the ``chees`` engine),
     batched like NUTS's (:func:`mlmbias.bayes.draws.run_batches`)."""
+    check_chees_collapse(dataclasses.replace(settings, engine="chees"))
     s = chees_settings(settings)
 
     def program(tier: int):
