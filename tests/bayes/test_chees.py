@@ -68,14 +68,14 @@ def test_nested_rhat_by_hand():
 
 def test_nested_rhat_flags_a_superchain_that_has_not_mixed():
     rng = np.random.default_rng(0)
-    mixed = rng.normal(size=(8, 16, 100))  # 8 superchains x 2 chains each... (K=4, M=4)
-    good = np.asarray(nested_rhat(mixed.reshape(8, 16, 100), 4))
+    mixed = rng.normal(size=(8, 16, 100))  # 8 cases of 16 chains: K = 4 superchains of M = 4
+    good = np.asarray(nested_rhat(mixed, 4))
     assert np.all(good < 1.01)
     stuck = mixed.copy()
     stuck[:, :4] += 1.0  # the first superchain sits one SD away from the others
     bad = np.asarray(nested_rhat(stuck, 4))
     assert np.all(bad > 1.05)
-    # split R-hat's within-chain view cannot see it from one superchain alone
+    # also with two superchains (K = 2, M = 4), one of them stuck
     assert np.all(np.asarray(nested_rhat(stuck[:, :8], 2)) > 1.05)
 
 
