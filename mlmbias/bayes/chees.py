@@ -8,8 +8,9 @@ trajectory length (Adam on the Change in the Estimator of the Expected Square
 criterion, computed across the chains) for all of them. The trajectory is
 jittered by a quasi-random Halton sequence indexed by the iteration, so at
 every iteration all chains of a posterior take the same number of leapfrog
-steps: vmapped, they wait for nothing (NUTS chains wait for the longest
-trajectory of the batch: 73-85 % of the steps paid, bench/RESULTS.md). We use
+steps: vmapped, the chains of a posterior wait for nothing (NUTS chains wait
+for the longest trajectory of the batch: 73-85 % of the steps paid,
+bench/RESULTS.md; for what remains across replications see Lockstep below). We use
 BlackJAX's implementation: ``blackjax.chees_adaptation`` (with Adam from
 optax) for the warm-up and ``blackjax.dynamic_hmc`` with the adapted step size,
 trajectory length and diagonal mass matrix for the draws.
@@ -22,22 +23,39 @@ sigma, log sigma_a), the coefficients drawn exactly per draw from
 ConfigError: sampling the coefficients too, ChEES's single step size per
 posterior diverges in the funnel of sigma_a and the coefficients, in 3 of 4
 replications of the seed's scenario when tried), in coordinates whitened by
-the analytic guess of the posterior variances (``draws._initial``). ``chees_chains`` chains form
-``chees_superchains`` superchains: the chains of a superchain start from one
-point, drawn like a NUTS chain's start (the centre plus uniform jitter of the
-spread). One ChEES adaptation over all chains (``chees_warmup`` iterations,
-BlackJAX's ensemble estimate of a diagonal mass matrix over the last half of
-it), then ``chees_draws`` draws per chain.
+the analytic guess of the posterior variances (``draws._initial``).
+``chees_chains`` chains form ``chees_superchains`` superchains: the chains of
+a superchain start from one point, drawn like a NUTS chain's start (the centre
+plus uniform jitter of the spread). One ChEES adaptation over all chains
+(``chees_warmup`` iterations, BlackJAX's ensemble estimate of a diagonal mass
+matrix over the last half of it), then ``chees_draws`` draws per chain.
 
 Defaults: 16 chains (4 superchains of 4) x (300 warm-up + 250 draws). The
-two-dimensional collapsed posterior needs few leapfrog steps per draw and
-ChEES's draws are nearly independent, so 16 x 250 = 4000 draws carry
-thousands of effective draws (NUTS's default: 4 x 1000); 16 chains give the
-cross-chain criterion enough chains, and 300 warm-up iterations let the step
-size, the trajectory length and the mass matrix settle (the length's Adam steps
-are clipped at 0.35 in log space, from one leapfrog step at the start). 4
-superchains give nested R-hat's between-superchain variance 3 degrees of
-freedom.
+two-dimensional collapsed posterior needs few leapfrog steps per draw (3-4 on
+average in the seed's scenario) and ChEES's draws are nearly independent:
+measured on 64 replications of bayes-mundlak (one CPU thread, batches of 16),
+the smallest bulk ESS over beta, contextual, sigma and sigma_a was 1400-2000
+at R = 50 and R = 10 (median 2600-3900 of the 4000 draws; NUTS's default: 4 x
+1000 draws), every replication converged, none diverged. Halving the draws
+halves the ESS (min 710) for 15 % more posteriors/s; 8 chains (4 superchains
+of 2) gave min ESS 480, too close to NUTS's ess_min of 400; 150 warm-up
+iterations ran about 1.4 times as fast with min ESS 830 or more, but 300 keep a
+margin for harder posteriors than the seed's (the warm-up's ChEES steps are
+clipped at 0.35 in log trajectory length, from one leapfrog step at the
+start, and the mass matrix is estimated over its second half). SBC and
+bench/bench_chees.py ran at these defaults. 4 superchains give nested R-hat's
+between-superchain variance 3 degrees of freedom. BlackJAX's diagonal mass
+matrix is worth its cost: without it (the analytic guess only) the same
+replications ran about 1.35 times as fast but with min ESS 300 instead of 1060
+(R = 10, batches of 64).
+
+Lockstep: within a replication every chain takes the same number of leapfrog
+steps at every iteration (a batch of one wastes nothing), but the replications
+of a batch have their own step sizes and trajectory lengths (2.5 to 10 steps
+per draw across the seed's replications at R = 10) and a vmapped batch waits
+for its longest: 35-50 % of the steps paid are waste in batches of 16, 45-68 %
+in batches of 256 (bench/results/chees.json), so batches of 16 (the CPU
+default) are faster on CPU.
 
 Convergence: split R-hat needs long chains; with many short ones it is nested
 R-hat (:mod:`mlmbias.bayes.nested_rhat`, Margossian et al. 2024) that tells
