@@ -130,31 +130,53 @@ def lockstep_steps(warmup_steps: jax.Array, draw_steps: jax.Array) -> jax.Array:
     return jnp.stack([steps.mean(axis=0).sum(), steps.max(axis=0).sum()])
 
 
+def draw_outputs(mode: str, key, z, cs, spec):
+    """One draw of every quantity of :func:`quantity_keys` from the unconstrained
+    draw ``z`` of the sampled density: with ``mode`` "coefficients" the
+    coefficients are drawn exactly from ``C.coefficient_posterior`` given the
+    draw's (sigma, sigma_a), with "intercepts" they are read from ``z``."""
+    k = spec.loc.shape[-1]
+    sigma, sigma_a, _ = C.scales(spec, z[-2:])
+    if mode == "coefficients":
+        theta = C.draw_coefficients(key, C.coefficient_posterior(spec, cs, sigma, sigma_a))
+    else:
+        theta = C.to_theta(C.centring(spec, cs), z[:k])
+    named = spec.readout @ theta
+    if isinstance(spec, C.GeneralSpec):
+        return jnp.concatenate([named, jnp.stack([sigma, sigma_a])])
+    return jnp.stack([named[0], named[1], named[2], sigma, sigma_a])
+
+
+def chain_outputs(mode: str, key, zs, cs, spec):
+    """(draws, quantities): :func:`draw_outputs` of each draw ``zs`` (draws, dim) of
+    one chain, draw i keyed by ``fold_in(key, i)``."""
+    ks = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(zs.shape[0]))
+    return jax.vmap(lambda kk, z: draw_outputs(mode, kk, z, cs, spec))(ks, zs)
+
+
+def logdensity_of(mode: str):
+    """The sampled density of a collapse mode: ``logdensity(z, cs, spec)``."""
+    return C.logdensity_scales if mode == "coefficients" else C.logdensity_full
+
+
+def replication_setup(stats, ids, spec, mode: str, num_classes: int):
+    """Per replication of a batch (vmapped): the class sums and the initial
+    values' centre, variance guess and spread (see :func:`_initial`)."""
+    rd = C.region_data(stats)
+    cs = jax.vmap(lambda r, i: C.class_sums(r, i, num_classes))(rd, ids)
+    centre, var0, spread = jax.vmap(lambda r, c: _initial(r, c, spec, mode))(rd, cs)
+    return cs, centre, var0, jnp.where(spread > 0, spread, 1.0)
+
+
 @functools.cache
 def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
     """The jitted batch program for fixed settings (compiled once per input shape)."""
-    logdensity = C.logdensity_scales if mode == "coefficients" else C.logdensity_full
-
-    def outputs(key, z, cs, spec):
-        # One draw of (mu, beta, contextual, sigma, sigma_a) from unconstrained z
-        # (general form: of every quantity of quantity_keys).
-        k = spec.loc.shape[-1]
-        sigma, sigma_a, _ = C.scales(spec, z[-2:])
-        if mode == "coefficients":
-            theta = C.draw_coefficients(key, C.coefficient_posterior(spec, cs, sigma, sigma_a))
-        else:
-            theta = C.to_theta(C.centring(spec, cs), z[:k])
-        named = spec.readout @ theta
-        if isinstance(spec, C.GeneralSpec):
-            return jnp.concatenate([named, jnp.stack([sigma, sigma_a])])
-        return jnp.stack([named[0], named[1], named[2], sigma, sigma_a])
+    logdensity = logdensity_of(mode)
 
     def run(keys, stats, ids, spec):
         n_rep = keys.shape[0]
         dim = 2 if mode == "coefficients" else spec.loc.shape[-1] + 2
-        rd = C.region_data(stats)
-        cs = jax.vmap(lambda r, i: C.class_sums(r, i, num_classes))(rd, ids)
-        centre, var0, spread = jax.vmap(lambda r, c: _initial(r, c, spec, mode))(rd, cs)
+        cs, centre, var0, spread = replication_setup(stats, ids, spec, mode, num_classes)
 
         def per_chain(a):
             return jnp.repeat(a, chains, axis=0)
@@ -164,7 +186,6 @@ def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
             jax.vmap(lambda k: jax.random.split(k, 3))(chain_keys), 1, 0
         )
         jitter = jax.vmap(lambda k: jax.random.uniform(k, (dim,), minval=-1.0, maxval=1.0))(k_init)
-        spread = jnp.where(spread > 0, spread, 1.0)
         z0 = per_chain(centre) + jitter * per_chain(spread)
         cs_c = jax.tree.map(per_chain, cs)
         out = nuts_batch(
@@ -177,12 +198,7 @@ def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
             inverse_mass=per_chain(var0),
         )
         n_draws = nuts.num_samples
-
-        def chain_outputs(k, zs, c):
-            ks = jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(n_draws))
-            return jax.vmap(lambda kk, z: outputs(kk, z, c, spec))(ks, zs)
-
-        values = jax.vmap(chain_outputs)(k_post, out.z, cs_c)
+        values = jax.vmap(lambda k, zs, c: chain_outputs(mode, k, zs, c, spec))(k_post, out.z, cs_c)
         batch_steps = lockstep_steps(out.warmup_num_steps, out.num_steps)
         return (
             values.reshape(n_rep, chains, n_draws, values.shape[-1]),
@@ -209,16 +225,35 @@ def nuts_settings(settings: BayesSettings) -> NutsSettings:
 def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draws:
     """Draws of ``model`` for every replication of ``stats`` (rep, R), keyed by
     ``keys`` (rep, 2), from the engine ``settings.engine`` names."""
-    engines = {"nuts": sample_nuts}
+    from mlmbias.bayes.chees import sample_chees  # imports blackjax; needs this module
+
+    engines = {"nuts": sample_nuts, "chees": sample_chees}
     return engines[settings.engine](model, keys, stats, settings)
 
 
 def sample_nuts(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draws:
-    """Batched NUTS draws of ``model`` (the ``nuts`` engine).
+    """Batched NUTS draws of ``model`` (the ``nuts`` engine), in batches of
+    replications as :func:`run_batches` runs them."""
+    nuts = nuts_settings(settings)
 
-    Replications are grouped by their size-class tier and run in batches of
-    ``settings.batch_size``; a short last batch is padded by repeating its last
-    replication, so one compiled program serves every batch of a tier.
+    def program(tier: int):
+        return _program(settings.collapse, settings.chains, nuts, tier)
+
+    fields, batch_steps, p, q = run_batches(model, keys, stats, settings, program)
+    return Draws(*fields, batch_steps=batch_steps, keys=quantity_keys(p, q))
+
+
+def run_batches(model: str, keys, stats: GroupStats, settings: BayesSettings, program):
+    """Run a batch program over every replication; the engines' shared driver.
+
+    Replications are grouped by their size-class tier (:func:`class_tier`) and
+    run in batches of ``settings.batch_size``; a short last batch is padded by
+    repeating its last replication, so one compiled program serves every batch
+    of a tier. ``program(tier)`` returns the jitted
+    ``run(keys, stats, ids, spec)``, whose outputs are per-replication arrays
+    (leading axis: the batch) followed by the batch's (2,) lockstep steps.
+    Returns (the per-replication outputs over all replications, the (batches,
+    2) lockstep steps, p, q).
     """
     keys = np.asarray(keys)
     stats = GroupStats(*(np.asarray(a) for a in stats))
@@ -227,17 +262,16 @@ def sample_nuts(model: str, keys, stats: GroupStats, settings: BayesSettings) ->
     ids, _ = C.size_classes(stats.n)
     distinct = ids.max(axis=1) + 1
     tiers = np.array([class_tier(int(d), n_regions) for d in distinct])
-    nuts = nuts_settings(settings)
     b = settings.batch_size
     results: list[tuple[np.ndarray, tuple[np.ndarray, ...]]] = []
     batch_steps: list[np.ndarray] = []
     for tier in np.unique(tiers):
-        program = _program(settings.collapse, settings.chains, nuts, int(tier))
+        run = program(int(tier))
         members = np.flatnonzero(tiers == tier)
         for start in range(0, len(members), b):
             idx = members[start : start + b]
             padded = np.concatenate([idx, np.full(b - len(idx), idx[-1])])
-            out = program(
+            out = run(
                 jnp.asarray(keys[padded]),
                 GroupStats(*(jnp.asarray(a[padded]) for a in stats)),
                 jnp.asarray(ids[padded]),
@@ -247,10 +281,10 @@ def sample_nuts(model: str, keys, stats: GroupStats, settings: BayesSettings) ->
             results.append((idx, tuple(np.asarray(o)[: len(idx)] for o in out)))
             batch_steps.append(np.asarray(steps))
     fields = []
-    for j in range(5):
+    for j in range(len(results[0][1])):
         first = results[0][1][j]
         arr = np.empty((n_rep, *first.shape[1:]), first.dtype)
         for idx, out in results:
             arr[idx] = out[j]
         fields.append(arr)
-    return Draws(*fields, batch_steps=np.stack(batch_steps), keys=quantity_keys(stats.p, stats.q))
+    return fields, np.stack(batch_steps), stats.p, stats.q

@@ -4,7 +4,11 @@
 key                default         meaning
 =================  ==============  ==================================================
 engine             "nuts"          sampler of the (log sigma, log sigma_a) posterior:
-                                   "nuts" (batched NUTS, mlmbias.bayes.sampler)
+                                   "nuts" (batched NUTS, mlmbias.bayes.sampler) or
+                                   "chees" (ChEES-HMC, mlmbias.bayes.chees: many
+                                   short chains; chains, warmup, draws, dense_mass,
+                                   target_accept, max_tree_depth, rhat_max and
+                                   ess_min are NUTS's, the chees_* keys its own)
 chains             4               chains per replication
 warmup             1000            warm-up (adaptation) iterations per chain
 draws              1000            kept draws per chain
@@ -20,6 +24,13 @@ collapse           "coefficients"  what is integrated out analytically before NU
                                    DESIGN.md form: NUTS samples the coefficients too)
 target_accept      0.8             target acceptance probability of the step size
 max_tree_depth     10              NUTS maximum tree depth
+chees_chains       16              chees: chains per replication, in ...
+chees_superchains  4               ... superchains sharing an initial point (divides
+                                   chees_chains; >= 2)
+chees_warmup       300             chees: ChEES adaptation iterations (all chains)
+chees_draws        250             chees: kept draws per chain
+chees_nrhat_max    1.01            chees: converged needs nested R-hat <= this for
+                                   every sampled quantity, and no divergences
 prior_*            see priors.py   prior locations and scales
 =================  ==============  ==================================================
 """
@@ -38,7 +49,7 @@ from mlmbias.checks import check_integer, check_number
 from mlmbias.errors import ConfigError
 
 COLLAPSE_MODES = ("coefficients", "intercepts")
-ENGINES = ("nuts",)
+ENGINES = ("nuts", "chees")
 
 
 def default_batch_size(backend: str | None = None) -> int:
@@ -61,6 +72,11 @@ class BayesSettings:
     collapse: str = "coefficients"
     target_accept: float = 0.8
     max_tree_depth: int = 10
+    chees_chains: int = 16
+    chees_superchains: int = 4
+    chees_warmup: int = 300
+    chees_draws: int = 250
+    chees_nrhat_max: float = 1.01
     priors: Priors = field(default_factory=Priors)
 
 
@@ -79,6 +95,11 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         "collapse",
         "target_accept",
         "max_tree_depth",
+        "chees_chains",
+        "chees_superchains",
+        "chees_warmup",
+        "chees_draws",
+        "chees_nrhat_max",
     }
     for key in options:
         if key not in known and not key.startswith("prior_"):
@@ -119,4 +140,45 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         )
     if "max_tree_depth" in options:
         out["max_tree_depth"] = check_integer("max_tree_depth", options["max_tree_depth"], 1, 15)
-    return BayesSettings(**out)
+    out.update(_chees_options(options))
+    settings = BayesSettings(**out)
+    check_chees_collapse(settings)
+    return settings
+
+
+def check_chees_collapse(settings: BayesSettings) -> None:
+    """engine "chees" samples collapse "coefficients" only: with "intercepts" its
+    single step size per posterior diverges in the funnel of sigma_a and the
+    coefficients (divergences in 3 of 4 replications of the seed's scenario)."""
+    if settings.engine == "chees" and settings.collapse != "coefficients":
+        raise ConfigError(
+            "engine 'chees' needs collapse = 'coefficients' (with 'intercepts' its single "
+            "step size per posterior diverges in the funnel of sigma_a and the coefficients); "
+            "use engine 'nuts' for collapse = 'intercepts'"
+        )
+
+
+def _chees_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated chees_* keys (engine "chees", mlmbias.bayes.chees)."""
+    out: dict[str, Any] = {}
+    if "chees_chains" in options:
+        out["chees_chains"] = check_integer("chees_chains", options["chees_chains"], 2)
+    if "chees_superchains" in options:
+        out["chees_superchains"] = check_integer(
+            "chees_superchains", options["chees_superchains"], 2
+        )
+    chains = out.get("chees_chains", BayesSettings.chees_chains)
+    superchains = out.get("chees_superchains", BayesSettings.chees_superchains)
+    if chains % superchains:
+        raise ConfigError(
+            f"'chees_chains' ({chains}) must be a multiple of 'chees_superchains' ({superchains})"
+        )
+    if "chees_warmup" in options:
+        out["chees_warmup"] = check_integer("chees_warmup", options["chees_warmup"], 1)
+    if "chees_draws" in options:
+        out["chees_draws"] = check_integer("chees_draws", options["chees_draws"], 2)
+    if "chees_nrhat_max" in options:
+        out["chees_nrhat_max"] = check_number(
+            "chees_nrhat_max", options["chees_nrhat_max"], 1.0, math.inf
+        )
+    return out
