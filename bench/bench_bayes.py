@@ -136,7 +136,7 @@ def loop_runner(model: str, dgp: DGP, reps: int, settings: dict, chain_method: s
         mcmc.run(jax.random.PRNGKey(i), *args, extra_fields=("diverging",))
         samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
         ok = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum()) == 0
-        for name, _ in monitored(model):  # (estimand, term) keys; p = 1: one site each
+        for name, _ in monitored(model):  # (estimand, term); one x: the site is the estimand
             x = np.asarray(samples[name])[None]
             ok &= bool(split_rhat(x)[0] <= rhat_max) and bool(bulk_ess(x)[0] >= ess_min)
         return ok, float(np.asarray(samples["beta"]).mean())

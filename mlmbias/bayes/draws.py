@@ -148,25 +148,49 @@ def readout_outputs(key, u, cs, spec):
     return named_outputs(spec, spec.readout @ theta, sigma, sigma_a)
 
 
+def draw_outputs(mode: str, key, z, cs, spec):
+    """One draw of every quantity of :func:`quantity_keys` from the unconstrained
+    draw ``z`` of the sampled density: with ``mode`` "coefficients" the
+    coefficients are drawn exactly from ``C.coefficient_posterior`` given the
+    draw's (sigma, sigma_a), with "intercepts" they are read from ``z``."""
+    if mode == "coefficients":
+        return readout_outputs(key, z[-2:], cs, spec)
+    k = spec.loc.shape[-1]
+    sigma, sigma_a, _ = C.scales(spec, z[-2:])
+    theta = C.to_theta(C.centring(spec, cs), z[:k])
+    return named_outputs(spec, spec.readout @ theta, sigma, sigma_a)
+
+
+def chain_outputs(mode: str, key, zs, cs, spec):
+    """(draws, quantities): :func:`draw_outputs` of each draw ``zs`` (draws, dim) of
+    one chain, draw i keyed by ``fold_in(key, i)``."""
+    ks = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(zs.shape[0]))
+    return jax.vmap(lambda kk, z: draw_outputs(mode, kk, z, cs, spec))(ks, zs)
+
+
+def logdensity_of(mode: str):
+    """The sampled density of a collapse mode: ``logdensity(z, cs, spec)``."""
+    return C.logdensity_scales if mode == "coefficients" else C.logdensity_full
+
+
+def replication_setup(stats, ids, spec, mode: str, num_classes: int):
+    """Per replication of a batch (vmapped): the class sums and the initial
+    values' centre, variance guess and spread (see :func:`_initial`)."""
+    rd = C.region_data(stats)
+    cs = jax.vmap(lambda r, i: C.class_sums(r, i, num_classes))(rd, ids)
+    centre, var0, spread = jax.vmap(lambda r, c: _initial(r, c, spec, mode))(rd, cs)
+    return cs, centre, var0, jnp.where(spread > 0, spread, 1.0)
+
+
 @functools.cache
 def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
     """The jitted batch program for fixed settings (compiled once per input shape)."""
-    logdensity = C.logdensity_scales if mode == "coefficients" else C.logdensity_full
-
-    def outputs(key, z, cs, spec):
-        k = spec.loc.shape[-1]
-        if mode == "coefficients":
-            return readout_outputs(key, z[-2:], cs, spec)
-        sigma, sigma_a, _ = C.scales(spec, z[-2:])
-        theta = C.to_theta(C.centring(spec, cs), z[:k])
-        return named_outputs(spec, spec.readout @ theta, sigma, sigma_a)
+    logdensity = logdensity_of(mode)
 
     def run(keys, stats, ids, spec):
         n_rep = keys.shape[0]
         dim = 2 if mode == "coefficients" else spec.loc.shape[-1] + 2
-        rd = C.region_data(stats)
-        cs = jax.vmap(lambda r, i: C.class_sums(r, i, num_classes))(rd, ids)
-        centre, var0, spread = jax.vmap(lambda r, c: _initial(r, c, spec, mode))(rd, cs)
+        cs, centre, var0, spread = replication_setup(stats, ids, spec, mode, num_classes)
 
         def per_chain(a):
             return jnp.repeat(a, chains, axis=0)
@@ -176,7 +200,6 @@ def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
             jax.vmap(lambda k: jax.random.split(k, 3))(chain_keys), 1, 0
         )
         jitter = jax.vmap(lambda k: jax.random.uniform(k, (dim,), minval=-1.0, maxval=1.0))(k_init)
-        spread = jnp.where(spread > 0, spread, 1.0)
         z0 = per_chain(centre) + jitter * per_chain(spread)
         cs_c = jax.tree.map(per_chain, cs)
         out = nuts_batch(
@@ -189,12 +212,7 @@ def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
             inverse_mass=per_chain(var0),
         )
         n_draws = nuts.num_samples
-
-        def chain_outputs(k, zs, c):
-            ks = jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(n_draws))
-            return jax.vmap(lambda kk, z: outputs(kk, z, c, spec))(ks, zs)
-
-        values = jax.vmap(chain_outputs)(k_post, out.z, cs_c)
+        values = jax.vmap(lambda k, zs, c: chain_outputs(mode, k, zs, c, spec))(k_post, out.z, cs_c)
         batch_steps = lockstep_steps(out.warmup_num_steps, out.num_steps)
         return (
             values.reshape(n_rep, chains, n_draws, values.shape[-1]),
@@ -221,9 +239,10 @@ def nuts_settings(settings: BayesSettings) -> NutsSettings:
 def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draws:
     """Draws of ``model`` for every replication of ``stats`` (rep, R), keyed by
     ``keys`` (rep, 2), from the engine ``settings.engine`` names."""
+    from mlmbias.bayes.chees import sample_chees  # imports blackjax; needs this module
     from mlmbias.bayes.grid import sample_grid  # grid.py builds on this module
 
-    engines = {"nuts": sample_nuts, "grid": sample_grid}
+    engines = {"nuts": sample_nuts, "grid": sample_grid, "chees": sample_chees}
     return engines[settings.engine](model, keys, stats, settings)
 
 

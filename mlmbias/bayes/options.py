@@ -4,9 +4,13 @@
 key                default         meaning
 =================  ==============  ==================================================
 engine             "nuts"          sampler of the (log sigma, log sigma_a) posterior:
-                                   "nuts" (batched NUTS, mlmbias.bayes.sampler) or
+                                   "nuts" (batched NUTS, mlmbias.bayes.sampler),
                                    "grid" (quadrature, mlmbias.bayes.grid: exact up
-                                   to the grid; needs collapse = "coefficients")
+                                   to the grid; needs collapse = "coefficients") or
+                                   "chees" (ChEES-HMC, mlmbias.bayes.chees: many
+                                   short chains; chains, warmup, draws, dense_mass,
+                                   target_accept, max_tree_depth, rhat_max and
+                                   ess_min are NUTS's, the chees_* keys its own)
 chains             4               chains per replication
 warmup             1000            warm-up (adaptation) iterations per chain
 draws              1000            kept draws per chain
@@ -28,12 +32,19 @@ grid_edge_tol      1e-3            grid: converged needs the mass in the box's f
                                    cells <= grid_edge_tol ...
 grid_refine_tol    0.05            ... and the posterior means and SDs to move by at
                                    most this many posterior SDs from a G/2 grid
+chees_chains       16              chees: chains per replication, in ...
+chees_superchains  4               ... superchains sharing an initial point (divides
+                                   chees_chains; >= 2)
+chees_warmup       300             chees: ChEES adaptation iterations (all chains)
+chees_draws        250             chees: kept draws per chain
+chees_nrhat_max    1.01            chees: converged needs nested R-hat <= this for
+                                   every sampled quantity, and no divergences
 prior_*            see priors.py   prior locations and scales
 =================  ==============  ==================================================
 
 The NUTS keys (warmup, dense_mass, target_accept, max_tree_depth, rhat_max,
-ess_min) are accepted and ignored under engine = "grid", and the grid_* keys
-under engine = "nuts": a study can switch engines by one key. chains x draws is
+ess_min) are accepted and ignored under engine = "grid", and the grid_* and
+chees_* keys under the other engines: a study can switch engines by one key. chains x draws is
 the number of grid draws (nearly independent), laid out as chains x draws.
 """
 
@@ -51,7 +62,7 @@ from mlmbias.checks import check_integer, check_number
 from mlmbias.errors import ConfigError
 
 COLLAPSE_MODES = ("coefficients", "intercepts")
-ENGINES = ("nuts", "grid")
+ENGINES = ("nuts", "grid", "chees")
 
 
 def default_batch_size(backend: str | None = None) -> int:
@@ -77,6 +88,11 @@ class BayesSettings:
     grid_size: int = 32
     grid_edge_tol: float = 1e-3
     grid_refine_tol: float = 0.05
+    chees_chains: int = 16
+    chees_superchains: int = 4
+    chees_warmup: int = 300
+    chees_draws: int = 250
+    chees_nrhat_max: float = 1.01
     priors: Priors = field(default_factory=Priors)
 
 
@@ -98,6 +114,11 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         "grid_size",
         "grid_edge_tol",
         "grid_refine_tol",
+        "chees_chains",
+        "chees_superchains",
+        "chees_warmup",
+        "chees_draws",
+        "chees_nrhat_max",
     }
     for key in options:
         if key not in known and not key.startswith("prior_"):
@@ -153,10 +174,50 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         out["grid_refine_tol"] = check_number(
             "grid_refine_tol", options["grid_refine_tol"], 0.0, math.inf, open_low=True
         )
+    out.update(_chees_options(options))
     settings = BayesSettings(**out)
+    check_chees_collapse(settings)
     if settings.engine == "grid" and settings.collapse != "coefficients":
         raise ConfigError(
             "engine = 'grid' integrates the (log sigma, log sigma_a) posterior and needs "
             f"collapse = 'coefficients', got collapse = {settings.collapse!r}"
         )
     return settings
+
+
+def check_chees_collapse(settings: BayesSettings) -> None:
+    """engine "chees" samples collapse "coefficients" only: with "intercepts" its
+    single step size per posterior diverges in the funnel of sigma_a and the
+    coefficients (divergences in 3 of 4 replications of the seed's scenario)."""
+    if settings.engine == "chees" and settings.collapse != "coefficients":
+        raise ConfigError(
+            "engine 'chees' needs collapse = 'coefficients' (with 'intercepts' its single "
+            "step size per posterior diverges in the funnel of sigma_a and the coefficients); "
+            "use engine 'nuts' for collapse = 'intercepts'"
+        )
+
+
+def _chees_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated chees_* keys (engine "chees", mlmbias.bayes.chees)."""
+    out: dict[str, Any] = {}
+    if "chees_chains" in options:
+        out["chees_chains"] = check_integer("chees_chains", options["chees_chains"], 2)
+    if "chees_superchains" in options:
+        out["chees_superchains"] = check_integer(
+            "chees_superchains", options["chees_superchains"], 2
+        )
+    chains = out.get("chees_chains", BayesSettings.chees_chains)
+    superchains = out.get("chees_superchains", BayesSettings.chees_superchains)
+    if chains % superchains:
+        raise ConfigError(
+            f"'chees_chains' ({chains}) must be a multiple of 'chees_superchains' ({superchains})"
+        )
+    if "chees_warmup" in options:
+        out["chees_warmup"] = check_integer("chees_warmup", options["chees_warmup"], 1)
+    if "chees_draws" in options:
+        out["chees_draws"] = check_integer("chees_draws", options["chees_draws"], 2)
+    if "chees_nrhat_max" in options:
+        out["chees_nrhat_max"] = check_number(
+            "chees_nrhat_max", options["chees_nrhat_max"], 1.0, math.inf
+        )
+    return out

@@ -80,7 +80,7 @@ def run_sbc(
     stats = group_stats(dataclasses.replace(panel, y=jnp.asarray(y)))
     keys = rng.integers(0, 2**32, (trials, 2), dtype=np.uint32)
     draws = sample(model, keys, stats, settings)
-    total = settings.chains * settings.draws
+    total = draws.values.shape[1] * draws.values.shape[2]  # chains x draws, any engine
     idx = np.linspace(0, total - 1, thin).round().astype(int)
     names = MODEL_INFO[model].params
     ranks = np.empty((trials, len(names)), int)
