@@ -74,8 +74,10 @@ from typing import NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from mlmbias.bayes import collapsed as C
 from mlmbias.bayes import draws as D
 from mlmbias.bayes.nested_rhat import nested_rhat
 from mlmbias.bayes.options import BayesSettings, check_chees_collapse
@@ -209,11 +211,22 @@ def sample_chees(model: str, keys, stats: GroupStats, settings: BayesSettings) -
     check_chees_collapse(dataclasses.replace(settings, engine="chees"))
     s = chees_settings(settings)
 
-    def program(tier: int):
-        return _program(settings.collapse, s, tier, settings.chees_nrhat_max)
+    spec = C.linear_spec(model, settings.priors, stats.p, stats.q)
 
-    fields, batch_steps, p, q = D.run_batches(model, keys, stats, settings, program)
+    def program_for_tier(tier: int):
+        program = _program(settings.collapse, s, tier, settings.chees_nrhat_max)
+
+        def call(k, st, i):
+            *out, steps = program(k, st, i, spec)
+            return tuple(out), steps
+
+        return call
+
+    fields, steps = D.run_batches(keys, stats, settings.batch_size, program_for_tier)
     *fields, checks = fields
     return D.Draws(
-        *fields, batch_steps=batch_steps, keys=D.quantity_keys(p, q), checks=checks.astype(bool)
+        *fields,
+        batch_steps=np.stack([np.asarray(b) for b in steps]),
+        keys=D.quantity_keys(stats.p, stats.q),
+        checks=np.asarray(checks).astype(bool),
     )

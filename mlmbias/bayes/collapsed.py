@@ -571,11 +571,14 @@ def coefficient_covariance_centred(post: CoefficientPosterior) -> jax.Array:
 
 def draw_centred(key: jax.Array, post: CoefficientPosterior) -> jax.Array:
     """One exact draw of theta_c, the centred coordinates of :class:`Centring`."""
+    return centred_from_normal(post, jax.random.normal(key, post.mean.shape))
+
+
+def centred_from_normal(post: CoefficientPosterior, eps: jax.Array) -> jax.Array:
+    """theta_c = mean_c + L^-T eps: a draw of theta_c from standard normal ``eps`` (K,)."""
     if isinstance(post.centring, GeneralCentring):
-        eps = jax.random.normal(key, post.mean.shape)
         mean_c = _general_to_centred(post.centring, post.mean)
         return mean_c + linalg.solve_lower_t(post.chol, eps)
-    eps = jax.random.normal(key, (K,))
     low = [[post.chol[i, j] for j in range(K)] for i in range(K)]
     mean_c = to_centred(post.centring, post.mean)
     return mean_c + jnp.stack(_solve_upper_t(low, [eps[i] for i in range(K)]))

@@ -64,6 +64,9 @@ class Draws(NamedTuple):
     # (rep,) bool: the engine's own convergence check, where it has one; when set
     # it replaces split R-hat and bulk ESS in the methods' ``converged``
     checks: np.ndarray | None = None
+    # engine-specific per-replication diagnostics, name -> (rep,) array (the grid
+    # engine's edge mass and refinement change), or None
+    diagnostics: dict[str, np.ndarray] | None = None
 
     def get(self, name: str, term: str | None = None) -> np.ndarray:
         """(rep, chains, draws) draws of one quantity: ``name`` ("mu", "beta",
@@ -130,21 +133,32 @@ def lockstep_steps(warmup_steps: jax.Array, draw_steps: jax.Array) -> jax.Array:
     return jnp.stack([steps.mean(axis=0).sum(), steps.max(axis=0).sum()])
 
 
+def named_outputs(spec, named, sigma, sigma_a):
+    """The row of ``Draws.values``: the read-out coefficients, sigma, sigma_a."""
+    if isinstance(spec, C.GeneralSpec):
+        return jnp.concatenate([named, jnp.stack([sigma, sigma_a])])
+    return jnp.stack([named[0], named[1], named[2], sigma, sigma_a])
+
+
+def readout_outputs(key, u, cs, spec):
+    """One draw of every quantity of :func:`quantity_keys` given u = (log sigma, v):
+    theta drawn exactly from its Gaussian conditional, then read out."""
+    sigma, sigma_a, _ = C.scales(spec, u)
+    theta = C.draw_coefficients(key, C.coefficient_posterior(spec, cs, sigma, sigma_a))
+    return named_outputs(spec, spec.readout @ theta, sigma, sigma_a)
+
+
 def draw_outputs(mode: str, key, z, cs, spec):
     """One draw of every quantity of :func:`quantity_keys` from the unconstrained
     draw ``z`` of the sampled density: with ``mode`` "coefficients" the
     coefficients are drawn exactly from ``C.coefficient_posterior`` given the
     draw's (sigma, sigma_a), with "intercepts" they are read from ``z``."""
+    if mode == "coefficients":
+        return readout_outputs(key, z[-2:], cs, spec)
     k = spec.loc.shape[-1]
     sigma, sigma_a, _ = C.scales(spec, z[-2:])
-    if mode == "coefficients":
-        theta = C.draw_coefficients(key, C.coefficient_posterior(spec, cs, sigma, sigma_a))
-    else:
-        theta = C.to_theta(C.centring(spec, cs), z[:k])
-    named = spec.readout @ theta
-    if isinstance(spec, C.GeneralSpec):
-        return jnp.concatenate([named, jnp.stack([sigma, sigma_a])])
-    return jnp.stack([named[0], named[1], named[2], sigma, sigma_a])
+    theta = C.to_theta(C.centring(spec, cs), z[:k])
+    return named_outputs(spec, spec.readout @ theta, sigma, sigma_a)
 
 
 def chain_outputs(mode: str, key, zs, cs, spec):
@@ -226,65 +240,76 @@ def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draw
     """Draws of ``model`` for every replication of ``stats`` (rep, R), keyed by
     ``keys`` (rep, 2), from the engine ``settings.engine`` names."""
     from mlmbias.bayes.chees import sample_chees  # imports blackjax; needs this module
+    from mlmbias.bayes.grid import sample_grid  # grid.py builds on this module
 
-    engines = {"nuts": sample_nuts, "chees": sample_chees}
+    engines = {"nuts": sample_nuts, "grid": sample_grid, "chees": sample_chees}
     return engines[settings.engine](model, keys, stats, settings)
 
 
-def sample_nuts(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draws:
-    """Batched NUTS draws of ``model`` (the ``nuts`` engine), in batches of
-    replications as :func:`run_batches` runs them."""
-    nuts = nuts_settings(settings)
-
-    def program(tier: int):
-        return _program(settings.collapse, settings.chains, nuts, tier)
-
-    fields, batch_steps, p, q = run_batches(model, keys, stats, settings, program)
-    return Draws(*fields, batch_steps=batch_steps, keys=quantity_keys(p, q))
-
-
-def run_batches(model: str, keys, stats: GroupStats, settings: BayesSettings, program):
-    """Run a batch program over every replication; the engines' shared driver.
+def run_batches(keys, stats: GroupStats, batch_size: int, program_for_tier):
+    """Run a batch program over every replication, by size-class tier and in batches.
 
     Replications are grouped by their size-class tier (:func:`class_tier`) and
-    run in batches of ``settings.batch_size``; a short last batch is padded by
-    repeating its last replication, so one compiled program serves every batch
-    of a tier. ``program(tier)`` returns the jitted
-    ``run(keys, stats, ids, spec)``, whose outputs are per-replication arrays
-    (leading axis: the batch) followed by the batch's (2,) lockstep steps.
-    Returns (the per-replication outputs over all replications, the (batches,
-    2) lockstep steps, p, q).
+    run in batches of ``batch_size``; a short last batch is padded by repeating
+    its last replication, so one compiled program serves every batch of a tier.
+    ``program_for_tier(tier)`` returns ``call(keys, stats, ids)`` giving
+    ``(per_replication, per_batch)``: two pytrees of arrays, the first with a
+    leading replication axis. Returns the first assembled over all replications
+    (host numpy, in their original order) and the list of the second per batch.
     """
     keys = np.asarray(keys)
     stats = GroupStats(*(np.asarray(a) for a in stats))
-    spec = C.linear_spec(model, settings.priors, stats.p, stats.q)
     n_rep, n_regions = stats.n.shape
     ids, _ = C.size_classes(stats.n)
     distinct = ids.max(axis=1) + 1
     tiers = np.array([class_tier(int(d), n_regions) for d in distinct])
-    b = settings.batch_size
-    results: list[tuple[np.ndarray, tuple[np.ndarray, ...]]] = []
-    batch_steps: list[np.ndarray] = []
+    parts: list[tuple[np.ndarray, object]] = []
+    per_batch: list[object] = []
     for tier in np.unique(tiers):
-        run = program(int(tier))
+        call = program_for_tier(int(tier))
         members = np.flatnonzero(tiers == tier)
-        for start in range(0, len(members), b):
-            idx = members[start : start + b]
-            padded = np.concatenate([idx, np.full(b - len(idx), idx[-1])])
-            out = run(
-                jnp.asarray(keys[padded]),
-                GroupStats(*(jnp.asarray(a[padded]) for a in stats)),
-                jnp.asarray(ids[padded]),
-                spec,
+        for start in range(0, len(members), batch_size):
+            idx = members[start : start + batch_size]
+            padded = np.concatenate([idx, np.full(batch_size - len(idx), idx[-1])])
+            rep_out, batch_out = jax.device_get(
+                call(
+                    jnp.asarray(keys[padded]),
+                    GroupStats(*(jnp.asarray(a[padded]) for a in stats)),
+                    jnp.asarray(ids[padded]),
+                )
             )
-            *out, steps = jax.device_get(out)
-            results.append((idx, tuple(np.asarray(o)[: len(idx)] for o in out)))
-            batch_steps.append(np.asarray(steps))
-    fields = []
-    for j in range(len(results[0][1])):
-        first = results[0][1][j]
+            n = len(idx)
+            parts.append((idx, jax.tree.map(lambda a: np.asarray(a)[:n], rep_out)))  # noqa: B023
+            per_batch.append(batch_out)
+
+    def assemble(*leaves):
+        first = leaves[0]
         arr = np.empty((n_rep, *first.shape[1:]), first.dtype)
-        for idx, out in results:
-            arr[idx] = out[j]
-        fields.append(arr)
-    return fields, np.stack(batch_steps), stats.p, stats.q
+        for (idx, _), leaf in zip(parts, leaves, strict=True):
+            arr[idx] = leaf
+        return arr
+
+    return jax.tree.map(assemble, *(out for _, out in parts)), per_batch
+
+
+def sample_nuts(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draws:
+    """Batched NUTS draws of ``model`` (the ``nuts`` engine), in batches of
+    ``settings.batch_size`` replications by size-class tier (:func:`run_batches`)."""
+    spec = C.linear_spec(model, settings.priors, stats.p, stats.q)
+    nuts = nuts_settings(settings)
+
+    def program_for_tier(tier):
+        program = _program(settings.collapse, settings.chains, nuts, tier)
+
+        def call(k, s, i):
+            *out, steps = program(k, s, i, spec)
+            return tuple(out), steps
+
+        return call
+
+    fields, steps = run_batches(keys, stats, settings.batch_size, program_for_tier)
+    return Draws(
+        *fields,
+        batch_steps=np.stack([np.asarray(s) for s in steps]),
+        keys=quantity_keys(stats.p, stats.q),
+    )

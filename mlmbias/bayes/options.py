@@ -4,7 +4,9 @@
 key                default         meaning
 =================  ==============  ==================================================
 engine             "nuts"          sampler of the (log sigma, log sigma_a) posterior:
-                                   "nuts" (batched NUTS, mlmbias.bayes.sampler) or
+                                   "nuts" (batched NUTS, mlmbias.bayes.sampler),
+                                   "grid" (quadrature, mlmbias.bayes.grid: exact up
+                                   to the grid; needs collapse = "coefficients") or
                                    "chees" (ChEES-HMC, mlmbias.bayes.chees: many
                                    short chains; chains, warmup, draws, dense_mass,
                                    target_accept, max_tree_depth, rhat_max and
@@ -24,6 +26,12 @@ collapse           "coefficients"  what is integrated out analytically before NU
                                    DESIGN.md form: NUTS samples the coefficients too)
 target_accept      0.8             target acceptance probability of the step size
 max_tree_depth     10              NUTS maximum tree depth
+grid_size          32              grid: cells per axis of the G x G grid over
+                                   (log sigma, log sigma_a) (even, 4 to 1024)
+grid_edge_tol      1e-3            grid: converged needs the mass in the box's face
+                                   cells <= grid_edge_tol ...
+grid_refine_tol    0.05            ... and the posterior means and SDs to move by at
+                                   most this many posterior SDs from a G/2 grid
 chees_chains       16              chees: chains per replication, in ...
 chees_superchains  4               ... superchains sharing an initial point (divides
                                    chees_chains; >= 2)
@@ -33,6 +41,11 @@ chees_nrhat_max    1.01            chees: converged needs nested R-hat <= this f
                                    every sampled quantity, and no divergences
 prior_*            see priors.py   prior locations and scales
 =================  ==============  ==================================================
+
+The NUTS keys (warmup, dense_mass, target_accept, max_tree_depth, rhat_max,
+ess_min) are accepted and ignored under engine = "grid", and the grid_* and
+chees_* keys under the other engines: a study can switch engines by one key. chains x draws is
+the number of grid draws (nearly independent), laid out as chains x draws.
 """
 
 from __future__ import annotations
@@ -49,7 +62,7 @@ from mlmbias.checks import check_integer, check_number
 from mlmbias.errors import ConfigError
 
 COLLAPSE_MODES = ("coefficients", "intercepts")
-ENGINES = ("nuts", "chees")
+ENGINES = ("nuts", "grid", "chees")
 
 
 def default_batch_size(backend: str | None = None) -> int:
@@ -72,6 +85,9 @@ class BayesSettings:
     collapse: str = "coefficients"
     target_accept: float = 0.8
     max_tree_depth: int = 10
+    grid_size: int = 32
+    grid_edge_tol: float = 1e-3
+    grid_refine_tol: float = 0.05
     chees_chains: int = 16
     chees_superchains: int = 4
     chees_warmup: int = 300
@@ -95,6 +111,9 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         "collapse",
         "target_accept",
         "max_tree_depth",
+        "grid_size",
+        "grid_edge_tol",
+        "grid_refine_tol",
         "chees_chains",
         "chees_superchains",
         "chees_warmup",
@@ -140,9 +159,29 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         )
     if "max_tree_depth" in options:
         out["max_tree_depth"] = check_integer("max_tree_depth", options["max_tree_depth"], 1, 15)
+    if "grid_size" in options:
+        out["grid_size"] = check_integer("grid_size", options["grid_size"], 4, 1024)
+        if out["grid_size"] % 2:
+            raise ConfigError(
+                f"'grid_size' must be even (the refinement check halves it), "
+                f"got {options['grid_size']!r}"
+            )
+    if "grid_edge_tol" in options:
+        out["grid_edge_tol"] = check_number(
+            "grid_edge_tol", options["grid_edge_tol"], 0.0, 1.0, open_low=True
+        )
+    if "grid_refine_tol" in options:
+        out["grid_refine_tol"] = check_number(
+            "grid_refine_tol", options["grid_refine_tol"], 0.0, math.inf, open_low=True
+        )
     out.update(_chees_options(options))
     settings = BayesSettings(**out)
     check_chees_collapse(settings)
+    if settings.engine == "grid" and settings.collapse != "coefficients":
+        raise ConfigError(
+            "engine = 'grid' integrates the (log sigma, log sigma_a) posterior and needs "
+            f"collapse = 'coefficients', got collapse = {settings.collapse!r}"
+        )
     return settings
 
 
