@@ -18,10 +18,12 @@ install: $(STAMP)
 
 # Two test processes (pytest-xdist, whole files to a worker): compilation, most
 # of the suite's time, is single-threaded. TEST_WORKERS=0 runs in one process.
+# Files go out longest first (tests/conftest.py orders them; xdist's own
+# reordering, by number of tests, is turned off).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-slow: $(STAMP)
 	MLMBIAS_SBC_FIGURE=figures/sbc_rank_histograms.png $(PY) -m pytest -m slow
@@ -31,6 +33,8 @@ bench: $(STAMP)
 
 perf: $(STAMP)
 	$(PY) -m pytest bench/test_perf.py --benchmark-json bench/results/perf.json -p no:cacheprovider
+	$(PY) bench/bench_grid.py
+	$(PY) bench/bench_chees.py
 	$(PY) bench/write_results.py
 
 lint: $(STAMP)

@@ -2,18 +2,26 @@ import atexit
 import os
 import shutil
 import tempfile
+import uuid
 
-# One persistent compilation cache per test process (each xdist worker its own),
-# in a folder of its own (never the user's) and shared with the subprocesses the
-# tests start: a program that an earlier module or process compiled is loaded
-# instead of compiled again after ``_release_compiled_programs`` drops it. A
+# One persistent compilation cache per test run, in a folder of its own (never
+# the user's), shared by the xdist workers of the run and the subprocesses the
+# tests start: a program that another worker, an earlier module or a subprocess
+# compiled is loaded instead of compiled again (the test modules share padded
+# shapes for that). Without xdist the process makes its own and removes it at
+# exit; with xdist the controller removes the run's (``pytest_unconfigure``). A
 # JAX_COMPILATION_CACHE_DIR the user set is left alone. Set before JAX is imported.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # set in xdist workers
 if os.environ.get("MLMBIAS_TEST_JAX_CACHE") or not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    _CACHE = tempfile.mkdtemp(prefix="mlmbias-test-jax-cache-")
-    os.environ["MLMBIAS_TEST_JAX_CACHE"] = "1"  # ours: an xdist worker makes its own
+    if _RUN:
+        _CACHE = os.path.join(tempfile.gettempdir(), f"mlmbias-test-jax-cache-{_RUN}")
+        os.makedirs(_CACHE, exist_ok=True)
+    else:
+        _CACHE = tempfile.mkdtemp(prefix="mlmbias-test-jax-cache-")
+        atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+    os.environ["MLMBIAS_TEST_JAX_CACHE"] = "1"  # ours: a new test run makes its own
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -25,6 +33,56 @@ os.environ["MLMBIAS_NO_CACHE"] = "1"
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_configure(config):
+    """In the xdist controller: fix the run's id, which names the workers' shared
+    compilation cache, so that the controller can remove it at the end."""
+    if getattr(config, "workerinput", None) is None and hasattr(config.option, "testrunuid"):
+        if config.option.testrunuid is None:
+            config.option.testrunuid = uuid.uuid4().hex
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "workerinput", None) is None and getattr(config.option, "numprocesses", 0):
+        uid = getattr(config.option, "testrunuid", None)
+        if uid and os.environ.get("MLMBIAS_TEST_JAX_CACHE", "1") == "1":
+            shutil.rmtree(
+                os.path.join(tempfile.gettempdir(), f"mlmbias-test-jax-cache-{uid}"),
+                ignore_errors=True,
+            )
+
+
+# The longest test files (minutes of CPU each, measured), started first: pytest-xdist
+# hands out whole files in collection order, and a long file handed out last
+# leaves the other worker idle at the end of the run.
+LONGEST_FIRST = (
+    "tests/test_runner.py",
+    "tests/frequentist/test_covariates.py",
+    "tests/frequentist/test_reml_df.py",
+    "tests/bayes/test_chees.py",
+    "tests/bayes/test_grid.py",
+    "tests/frequentist/test_shift.py",
+    "tests/frequentist/test_few_clusters.py",
+    "tests/bayes/test_shift.py",
+    "tests/report/test_follows_study.py",
+    "tests/test_store.py",
+    "tests/frequentist/test_fitting.py",
+    "tests/bayes/test_agreement.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the files longest first (``LONGEST_FIRST``), the others after them in
+    their usual order; the tests of a file keep theirs."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    root = config.rootpath
+
+    def key(item):
+        path = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        return rank.get(path, len(rank))
+
+    items.sort(key=key)  # stable: the rest keep collection order
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,10 @@
 
 All test panels go into one batch padded to ``R_PAD`` regions (padding regions
 have n = 0), so each method is compiled once for the reference tests and the
-padding guard is exercised by every comparison.
+padding guard is exercised by every comparison. The other frequentist test
+modules pad their batches to the same shape (``padded_batch``: ``REPS_PAD``
+replications of ``R_PAD`` regions), so that a method compiles once per number
+of covariates for all of them rather than once per module.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import statsmodels.formula.api as smf
 from mlmbias import DGP, GroupStats, group_stats, simulate_condition, to_frame
 from mlmbias.registry import Batch, get_method, method_names
 
-R_PAD = 30
+R_PAD = 32  # regions of every padded test batch
+REPS_PAD = 8  # replications of every padded test batch
+N_MEDIUM = 30  # regions of the medium and control panels
 LEVEL = 0.95
 CLOSED_FORM_RTOL = 1e-6
 OPTIMISER_RTOL = 1e-4
@@ -30,8 +35,8 @@ OPTIMISER_RTOL = 1e-4
 CONDITIONS = {
     "small": (DGP(n_regions=5), 11, 3),
     "balanced": (DGP(n_regions=5, months_mean=1e-9, months_min=4), 14, 1),
-    "medium": (DGP(n_regions=R_PAD), 12, 2),
-    "control": (DGP(n_regions=R_PAD, confounding=0.0), 13, 2),
+    "medium": (DGP(n_regions=N_MEDIUM), 12, 2),
+    "control": (DGP(n_regions=N_MEDIUM, confounding=0.0), 13, 2),
 }
 
 
@@ -62,6 +67,18 @@ def concat_stats(parts: list[GroupStats]) -> GroupStats:
     return GroupStats(*(np.concatenate(cols) for cols in zip(*parts, strict=True)))
 
 
+def padded_batch(parts: list[GroupStats], keys=None) -> Batch:
+    """``parts`` (each padded to ``R_PAD`` regions) in one batch of ``REPS_PAD``
+    replications, the last repeated: the shape every frequentist test module uses."""
+    if len(parts) > REPS_PAD:
+        raise ValueError(f"{len(parts)} panels do not fit in a batch of {REPS_PAD}")
+    parts = [pad_stats(s, R_PAD) for s in parts]
+    parts += parts[-1:] * (REPS_PAD - len(parts))
+    if keys is not None:
+        keys = np.concatenate([keys, np.repeat(keys[-1:], REPS_PAD - len(keys), axis=0)])
+    return Batch(keys=keys, stats=concat_stats(parts))
+
+
 def build_reference() -> Reference:
     labels, frames, parts = [], [], []
     for name, (dgp, seed, reps) in CONDITIONS.items():
@@ -71,6 +88,7 @@ def build_reference() -> Reference:
             labels.append(name)
             frames.append(to_frame(panel, i))
     batch = Batch(keys=None, stats=concat_stats(parts))
+    assert batch.stats.n.shape == (REPS_PAD, R_PAD)  # the shape of padded_batch
     results = run_all(batch)
     return Reference(labels, frames, batch, results)
 

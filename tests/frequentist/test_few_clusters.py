@@ -6,10 +6,10 @@ and a leave-one-region-out ``lm`` loop): the values in
 ``references/few_clusters_reference.csv``, written by ``references/few_clusters.R``
 for the panels of ``references/few_clusters_panels.csv`` (G = 6 to 30, regions
 of 1 to 12 observations, singletons, p = 1 and 2, with and without z). The
-panels of one shape go into one batch padded to ``PAD`` regions, so the padding
-guard is exercised too. ``hausman-wild`` against the Python package
-``wildboottest`` (full enumeration) and against a brute-force
-observation-level bootstrap.
+panels of one shape go into one batch in the reference tests' padded shape
+(``reference.padded_batch``), so the padding guard is exercised too.
+``hausman-wild`` against the Python package ``wildboottest`` (full
+enumeration) and against a brute-force observation-level bootstrap.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats as st
-from frequentist.reference import CLOSED_FORM_RTOL, pad_stats
+from frequentist.reference import CLOSED_FORM_RTOL, R_PAD, pad_stats, padded_batch
 
 from mlmbias import flags
 from mlmbias.errors import ConfigError
@@ -31,7 +31,7 @@ from mlmbias.groupstats import group_stats_from_arrays
 from mlmbias.registry import Batch, get_method
 
 REFS = Path(__file__).parent / "references"
-PAD = 32
+PAD = R_PAD
 LEVEL = 0.95
 CR_METHODS = ("fe-cr2", "pooled-cr2", "hausman-cr2", "fe-cr3")
 
@@ -62,9 +62,7 @@ def fitted():
         by_shape.setdefault((int(d.p.iloc[0]), int(d.q.iloc[0])), []).append(i)
     out: dict[str, dict[int, dict]] = {m: {} for m in CR_METHODS}
     for ids in by_shape.values():
-        parts = [pad_stats(stats_of(data[i]), PAD) for i in ids]
-        stats = type(parts[0])(*(np.concatenate(f) for f in zip(*parts, strict=True)))
-        batch = Batch(keys=None, stats=stats)
+        batch = padded_batch([stats_of(data[i]) for i in ids])
         for m in CR_METHODS:
             res = get_method(m).load()(batch, LEVEL, {})
             for r, i in enumerate(ids):

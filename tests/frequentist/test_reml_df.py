@@ -9,10 +9,11 @@ without z) and of ``references/reml_df_panels.csv`` (two where REML puts the
 between variance at 0). The estimate, SE and df of every coefficient are
 compared, the p-value through the row's df (``p_value`` is NaN outside tests,
 as the registry has it), and the interval bounds through R's df. The panels of
-one shape go into one batch padded to ``PAD`` regions (one compilation per
-method and shape). lmerTest differentiates numerically, we by autodiff; both
-sit at the same REML optimum (R's optimiser run to rounding-level tolerances),
-so the tolerance is ``OPTIMISER_RTOL`` (the differences are below 1e-6).
+one shape go into one batch in the shape of the reference tests'
+(``reference.padded_batch``: one compilation per method and (p, q)). lmerTest
+differentiates numerically, we by autodiff; both sit at the same REML optimum
+(R's optimiser run to rounding-level tolerances), so the tolerance is
+``OPTIMISER_RTOL`` (the differences are below 1e-6).
 """
 
 from __future__ import annotations
@@ -23,19 +24,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats as st
-from frequentist.reference import OPTIMISER_RTOL, pad_stats
+from frequentist.reference import OPTIMISER_RTOL, padded_batch
 from frequentist.test_few_clusters import stats_of
-from frequentist.test_shift import TOLERANCE, assert_invariant, panel, panel_pq
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as hst
 
 from mlmbias import flags
-from mlmbias.groupstats import GroupStats, group_stats_from_arrays
-from mlmbias.registry import Batch, get_method
+from mlmbias.groupstats import GroupStats
+from mlmbias.registry import get_method
 
 REFS = Path(__file__).parent / "references"
-PAD = 32
-BATCH = 4  # replications in every batch: the most panels of one shape
 LEVEL = 0.95
 METHODS = ("mundlak-reml-satt", "mundlak-reml-kr", "mundlak-reml")
 
@@ -52,11 +48,9 @@ BOUNDARY = (100, 101)
 
 
 def fit_batch(parts: list[GroupStats], methods=METHODS[:2]) -> dict[str, dict]:
-    """The panels ``parts`` (each padded to ``PAD`` regions) in one batch of ``BATCH``
-    (the last repeated), so that each method compiles once per shape (p, q)."""
-    parts = parts + parts[-1:] * (BATCH - len(parts))
-    stats = GroupStats(*(np.concatenate(f) for f in zip(*parts, strict=True)))
-    batch = Batch(keys=None, stats=stats)
+    """The panels ``parts`` in the frequentist tests' padded batch
+    (``reference.padded_batch``), so that each method compiles once per shape (p, q)."""
+    batch = padded_batch(parts)
     return {m: get_method(m).load()(batch, LEVEL, {}) for m in methods}
 
 
@@ -76,7 +70,7 @@ def fitted():
     for shape, ids in by_shape.items():
         # mundlak-reml, for comparison, on the richest shape only (one compilation)
         methods = METHODS if shape == (2, 1) else METHODS[:2]
-        res = fit_batch([pad_stats(stats_of(data[i]), PAD) for i in ids], methods)
+        res = fit_batch([stats_of(data[i]) for i in ids], methods)
         for m in methods:
             for r, i in enumerate(ids):
                 out[m][i] = {k: row(res[m], k, r) for k in res[m]}
@@ -170,7 +164,7 @@ def test_no_within_variation_is_nan_for_that_x_only():
     the rest is the fit without it, with finite df."""
     d = next(d for d in panels().values() if d.p.iloc[0] == 2).copy()
     d["x1"] = d.groupby("g").x1.transform("mean")
-    res = fit_batch([pad_stats(stats_of(d), PAD)])
+    res = fit_batch([stats_of(d)])
     for m in ("mundlak-reml-satt", "mundlak-reml-kr"):
         for est in ("beta", "contextual"):
             bad = row(res[m], (est, "x1"))
@@ -178,57 +172,3 @@ def test_no_within_variation_is_nan_for_that_x_only():
             assert bad["flag"] & flags.NONFINITE and bad["flag"] & flags.NO_WITHIN_VARIATION
             good = row(res[m], (est, "x0"))
             assert np.isfinite(good["se"]) and 0 < good["df"] < len(d)
-
-
-def _shift_fits(codes, xs, ys, zs):
-    parts = []
-    for xx, yy, zz in zip(xs, ys, zs, strict=True):
-        zz = np.vstack([zz, np.zeros((PAD - len(zz), zz.shape[1]))])
-        parts.append(group_stats_from_arrays(codes, xx, yy, PAD, zz))
-    fits = fit_batch(parts)
-    # the base panel is fitted (the comparison is not void): every coefficient where
-    # the regions leave the between regression residual df, the within effects always
-    between_df = len(np.unique(codes)) - 1 - 2 * xs[0].shape[1] - zs[0].shape[1]
-    for out in fits.values():
-        for (estimand, term), cols in out.items():
-            if between_df > 0 or (estimand, term[0]) == ("beta", "x"):
-                assert np.isfinite(cols["df"][0]) and np.isfinite(cols["se"][0])
-    return fits
-
-
-@pytest.mark.parametrize("shift", sorted(TOLERANCE))
-@settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-@given(seed=hst.integers(0, 2**32 - 1), sign=hst.sampled_from([1.0, -1.0]))
-def test_shift_invariant(shift, seed, sign):
-    """As ``test_shift``, for these two methods: x and y shifted by large constants
-    give the same df, SEs and intervals (the Satterthwaite derivatives and the
-    Kenward-Roger sums use the centred region statistics only)."""
-    codes, x, y = panel(seed)
-    c = sign * shift
-    xs, ys = x + c, y + c
-    x0, y0 = xs - c, ys - c
-    z = np.zeros((codes.max() + 1, 0))
-    fits = _shift_fits(codes, [x0[:, None], xs[:, None], xs[:, None]], [y0, y0, ys], [z, z, z])
-    assert_invariant(fits, TOLERANCE[shift])
-
-
-@pytest.mark.parametrize("shift", sorted(TOLERANCE))
-@settings(
-    max_examples=15,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-@given(seed=hst.integers(0, 2**32 - 1))
-def test_shift_invariant_pq(shift, seed):
-    """p = 2, q = 1: x, z and y shifted together."""
-    codes, x, z, y = panel_pq(seed)
-    c = shift * np.array([1.0, -2.0])
-    xs, zs, ys = x + c, z + 3.0 * shift, y - shift
-    xb, zb, yb = xs - c, zs - 3.0 * shift, ys + shift
-    assert_invariant(_shift_fits(codes, [xb, xs], [yb, ys], [zb, zs]), TOLERANCE[shift])
