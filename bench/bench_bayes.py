@@ -245,10 +245,15 @@ def main(argv: list[str] | None = None) -> dict:
                 f"({f['seconds_per_posterior']:.3f} s each, converged "
                 f"{f['converged_fraction']:.0%})"
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return report
+
+
+def write_report(path: Path, report: dict) -> None:
+    """Write a benchmark's figures as JSON (the bench scripts' common last step)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ prints the figures and writes bench/results/chees.json.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import bench_bayes  # noqa: I001  (first: sets XLA_FLAGS and the compilation cache before JAX)
@@ -102,9 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
                 flush=True,
             )
         report["regions"][str(r)] = entry
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    bench_bayes.write_report(args.out, report)
     return report
 
 

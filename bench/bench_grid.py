@@ -23,7 +23,6 @@ prints the figures and writes bench/results/grid.json.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import bench_bayes  # noqa: I001  (first: sets XLA_FLAGS and the loop's cache before JAX loads)
@@ -84,9 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"speedup {entry['speedup']:.0f}x (target {TARGET}x)",
             flush=True,
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    bench_bayes.write_report(args.out, report)
     return report
 
 
