@@ -318,12 +318,10 @@ def _moments(logw: jax.Array, u: jax.Array, named: jax.Array):
 
 
 @functools.cache
-def _program(dims: int, g: int, chains: int, draws: int, num_classes: int):
+def _program(g: int, chains: int, draws: int, num_classes: int):
     """The jitted grid program for one static configuration."""
     n_draws = chains * draws
-
-    def full(x):  # the d sampled coordinates -> u = (log sigma, v)
-        return x if dims == 2 else jnp.concatenate([x, jnp.zeros(1)])
+    dims = 2  # u = (log sigma, v), for every model (see sample_grid)
 
     def one(key, rd, ids, spec, tols):
         edge_tol, refine_tol, margin = tols[0], tols[1], tols[2]
@@ -331,57 +329,43 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int):
         centre, var0, _ = _initial(rd, cs, spec, "coefficients")
 
         def point(x):
-            u = full(x)
-            sigma, sigma_a, lp = C.scales(spec, u)
+            sigma, sigma_a, lp = C.scales(spec, x)
             post = C.coefficient_posterior(spec, cs, sigma, sigma_a)
             return lp + post.log_marginal, spec.readout @ post.mean
 
         def f(x):
             return point(x)[0]
 
-        mode, fmax, hess, mode_ok = _mode(f, centre[:dims])
-        fallback = jnp.diag(1.0 / var0[:dims])
+        mode, fmax, hess, mode_ok = _mode(f, centre)
+        fallback = jnp.diag(1.0 / var0)
         whiten = _whitener(jnp.where(_neg_def(hess), -hess, fallback))
 
         def at(w):  # whitened (.., d) -> u (.., d)
             return mode + w @ whiten.T if w.ndim == 1 else mode[None, :] + w @ whiten.T
 
-        if dims == 2:
-            # the ridge: the mode of w0 given w1, which bends away from the
-            # whitened axis in the long left tail of log sigma_a
-            def ridge_at(w1):
-                return _cond_mode(lambda w0: f(at(jnp.stack([w0, w1]))))
+        # the ridge: the mode of w0 given w1, which bends away from the
+        # whitened axis in the long left tail of log sigma_a
+        def ridge_at(w1):
+            return _cond_mode(lambda w0: f(at(jnp.stack([w0, w1]))))
 
-            def shear(w, stations, ridge):  # (.., 2) -> (.., 2), Jacobian 1
-                return w.at[..., 0].add(jnp.interp(w[..., 1], stations, ridge))
+        def shear(w, stations, ridge):  # (.., 2) -> (.., 2), Jacobian 1
+            return w.at[..., 0].add(jnp.interp(w[..., 1], stations, ridge))
 
-            def make_ridge(lo, hi):
-                stations = jnp.linspace(lo[1], hi[1], RIDGE_STATIONS)
-                return stations, jax.vmap(ridge_at)(stations)
+        def make_ridge(lo, hi):
+            stations = jnp.linspace(lo[1], hi[1], RIDGE_STATIONS)
+            return stations, jax.vmap(ridge_at)(stations)
 
-            def edges():  # +w0, +w1, -w0, -w1; the w1 half-axes on the ridge
-                signs = jnp.array([1.0, -1.0])
-                across = jax.vmap(
-                    lambda sg: _edge(lambda t: f(at(jnp.stack([sg * t, 0.0]))), fmax, margin)
-                )(signs)
-                along = jax.vmap(
-                    lambda sg: _edge(
-                        lambda t: f(at(jnp.stack([ridge_at(sg * t), sg * t]))), fmax, margin
-                    )
-                )(signs)
-                return jnp.stack([across[0], along[0], across[1], along[1]])
-        else:
-
-            def shear(w, stations, ridge):
-                return w
-
-            def make_ridge(lo, hi):
-                return jnp.zeros(1), jnp.zeros(1)
-
-            def edges():  # +w0, -w0
-                return jax.vmap(
-                    lambda sg: _edge(lambda t: f(at(sg * t * jnp.ones(1))), fmax, margin)
-                )(jnp.array([1.0, -1.0]))
+        def edges():  # +w0, +w1, -w0, -w1; the w1 half-axes on the ridge
+            signs = jnp.array([1.0, -1.0])
+            across = jax.vmap(
+                lambda sg: _edge(lambda t: f(at(jnp.stack([sg * t, 0.0]))), fmax, margin)
+            )(signs)
+            along = jax.vmap(
+                lambda sg: _edge(
+                    lambda t: f(at(jnp.stack([ridge_at(sg * t), sg * t]))), fmax, margin
+                )
+            )(signs)
+            return jnp.stack([across[0], along[0], across[1], along[1]])
 
         reach = edges()
         lo, hi = -reach[dims:], reach[:dims]
@@ -443,7 +427,7 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int):
         eps = jax.random.normal(k_coef, (n_draws, spec.loc.shape[-1]))
 
         def propose(xx, e):  # the draw and the log density from one conditional posterior
-            sigma, sigma_a, lp = C.scales(spec, full(xx))
+            sigma, sigma_a, lp = C.scales(spec, xx)
             post = C.coefficient_posterior(spec, cs, sigma, sigma_a)
             theta = C.to_theta(post.centring, C.centred_from_normal(post, e))
             return named_outputs(spec, spec.readout @ theta, sigma, sigma_a), lp + post.log_marginal
@@ -479,8 +463,8 @@ def _program(dims: int, g: int, chains: int, draws: int, num_classes: int):
             "refine_change": refine,
             "mode_ok": mode_ok,
             "accept": accept,
-            "u_mean": _sampled(full(mean), spec),
-            "u_sd": _sampled(full(sd), spec),
+            "u_mean": _sampled(mean, spec),
+            "u_sd": _sampled(sd, spec),
             "coef_mean": named_mean,
         }
         return values, check, diag
@@ -500,12 +484,11 @@ def sample_grid(
     where the box ends; tests shrink it to check the edge-mass diagnostic."""
     # pooled and fe too: their second coordinate is collapsed.scales' dummy N(0, 1)
     # (as under NUTS), so one compiled program serves all five models
-    dims = 2
     spec = C.linear_spec(model, settings.priors, stats.p, stats.q)
     tols = jnp.asarray([settings.grid_edge_tol, settings.grid_refine_tol, margin], float)
 
     def program(tier):
-        prog = _program(dims, settings.grid_size, settings.chains, settings.draws, int(tier))
+        prog = _program(settings.grid_size, settings.chains, settings.draws, int(tier))
 
         def call(k, s, i):
             values, check, diag = prog(k, s, i, spec, tols)
