@@ -67,7 +67,6 @@ finite; the methods' ``converged`` uses it in place of R-hat and bulk ESS.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -80,7 +79,7 @@ import optax
 from mlmbias.bayes import collapsed as C
 from mlmbias.bayes import draws as D
 from mlmbias.bayes.nested_rhat import nested_rhat
-from mlmbias.bayes.options import BayesSettings, check_chees_collapse
+from mlmbias.bayes.options import BayesSettings, check_collapse
 from mlmbias.groupstats import GroupStats
 
 LEARNING_RATE = 0.025  # Adam on log trajectory length (TFP's ChEES adaptation rate)
@@ -208,19 +207,13 @@ def chees_settings(settings: BayesSettings) -> CheesSettings:
 def sample_chees(model: str, keys, stats: GroupStats, settings: BayesSettings) -> D.Draws:
     """ChEES-HMC draws of ``model`` for every replication (the ``chees`` engine),
     batched like NUTS's (:func:`mlmbias.bayes.draws.run_batches`)."""
-    check_chees_collapse(dataclasses.replace(settings, engine="chees"))
+    check_collapse(settings, "chees")
     s = chees_settings(settings)
 
     spec = C.linear_spec(model, settings.priors, stats.p, stats.q)
 
     def program_for_tier(tier: int):
-        program = _program(settings.collapse, s, tier, settings.chees_nrhat_max)
-
-        def call(k, st, i):
-            *out, steps = program(k, st, i, spec)
-            return tuple(out), steps
-
-        return call
+        return D.with_steps(_program(settings.collapse, s, tier, settings.chees_nrhat_max), spec)
 
     fields, steps = D.run_batches(keys, stats, settings.batch_size, program_for_tier)
     *fields, checks = fields

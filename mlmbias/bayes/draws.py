@@ -239,11 +239,27 @@ def nuts_settings(settings: BayesSettings) -> NutsSettings:
 def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> Draws:
     """Draws of ``model`` for every replication of ``stats`` (rep, R), keyed by
     ``keys`` (rep, 2), from the engine ``settings.engine`` names."""
-    from mlmbias.bayes.chees import sample_chees  # imports blackjax; needs this module
-    from mlmbias.bayes.grid import sample_grid  # grid.py builds on this module
+    # the other engines build on this module, and chees imports BlackJAX: each is
+    # imported when chosen, so NUTS never pays for them
+    if settings.engine == "grid":
+        from mlmbias.bayes.grid import sample_grid as engine
+    elif settings.engine == "chees":
+        from mlmbias.bayes.chees import sample_chees as engine
+    else:
+        engine = sample_nuts
+    return engine(model, keys, stats, settings)
 
-    engines = {"nuts": sample_nuts, "grid": sample_grid, "chees": sample_chees}
-    return engines[settings.engine](model, keys, stats, settings)
+
+def with_steps(program, spec):
+    """The ``call(keys, stats, ids)`` that :func:`run_batches` runs, for a jitted
+    ``program(keys, stats, ids, spec)`` whose last output is the batch's lockstep
+    steps (:func:`lockstep_steps`) and the others per replication."""
+
+    def call(k, s, i):
+        *out, steps = program(k, s, i, spec)
+        return tuple(out), steps
+
+    return call
 
 
 def run_batches(keys, stats: GroupStats, batch_size: int, program_for_tier):
@@ -299,13 +315,7 @@ def sample_nuts(model: str, keys, stats: GroupStats, settings: BayesSettings) ->
     nuts = nuts_settings(settings)
 
     def program_for_tier(tier):
-        program = _program(settings.collapse, settings.chains, nuts, tier)
-
-        def call(k, s, i):
-            *out, steps = program(k, s, i, spec)
-            return tuple(out), steps
-
-        return call
+        return with_steps(_program(settings.collapse, settings.chains, nuts, tier), spec)
 
     fields, steps = run_batches(keys, stats, settings.batch_size, program_for_tier)
     return Draws(

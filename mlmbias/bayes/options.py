@@ -176,24 +176,28 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         )
     out.update(_chees_options(options))
     settings = BayesSettings(**out)
-    check_chees_collapse(settings)
-    if settings.engine == "grid" and settings.collapse != "coefficients":
-        raise ConfigError(
-            "engine = 'grid' integrates the (log sigma, log sigma_a) posterior and needs "
-            f"collapse = 'coefficients', got collapse = {settings.collapse!r}"
-        )
+    check_collapse(settings)
     return settings
 
 
-def check_chees_collapse(settings: BayesSettings) -> None:
-    """engine "chees" samples collapse "coefficients" only: with "intercepts" its
-    single step size per posterior diverges in the funnel of sigma_a and the
-    coefficients (divergences in 3 of 4 replications of the seed's scenario)."""
-    if settings.engine == "chees" and settings.collapse != "coefficients":
+# Why the engines other than NUTS need collapse = "coefficients".
+_NEEDS_COEFFICIENTS = {
+    "grid": "it integrates the two-dimensional (log sigma, log sigma_a) posterior",
+    # divergences in 3 of 4 replications of the seed's scenario when tried
+    "chees": "with 'intercepts' its single step size per posterior diverges in the "
+    "funnel of sigma_a and the coefficients",
+}
+
+
+def check_collapse(settings: BayesSettings, engine: str | None = None) -> None:
+    """A ConfigError when ``engine`` (default: the settings' own) cannot sample the
+    settings' collapse mode: grid and chees sample collapse "coefficients" only."""
+    engine = engine or settings.engine
+    why = _NEEDS_COEFFICIENTS.get(engine)
+    if why and settings.collapse != "coefficients":
         raise ConfigError(
-            "engine 'chees' needs collapse = 'coefficients' (with 'intercepts' its single "
-            "step size per posterior diverges in the funnel of sigma_a and the coefficients); "
-            "use engine 'nuts' for collapse = 'intercepts'"
+            f"engine '{engine}' needs collapse = 'coefficients' ({why}), got collapse = "
+            f"{settings.collapse!r}; use engine 'nuts' for collapse = 'intercepts'"
         )
 
 
