@@ -85,12 +85,11 @@ def simulated_panel(seed: int) -> pd.DataFrame:
     return covariate_panel(rng, sizes)
 
 
-def _stats(frame: pd.DataFrame, x, z, n_groups: int | None = None) -> GroupStats:
+def _stats(frame: pd.DataFrame, x, z) -> GroupStats:
     codes, uniques = pd.factorize(frame["g"], sort=True)
-    g = len(uniques) if n_groups is None else n_groups
     zs = frame.groupby(codes)[z].first().to_numpy()
-    zs = np.vstack([zs, np.zeros((g - len(uniques), len(z)))])
-    return group_stats_from_arrays(codes, frame[x].to_numpy(), frame["y"].to_numpy(), g, zs)
+    y = frame["y"].to_numpy()
+    return group_stats_from_arrays(codes, frame[x].to_numpy(), y, len(uniques), zs)
 
 
 def _run(stats: GroupStats) -> dict:

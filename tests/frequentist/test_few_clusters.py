@@ -31,7 +31,6 @@ from mlmbias.groupstats import group_stats_from_arrays
 from mlmbias.registry import Batch, get_method
 
 REFS = Path(__file__).parent / "references"
-PAD = R_PAD
 LEVEL = 0.95
 CR_METHODS = ("fe-cr2", "pooled-cr2", "hausman-cr2", "fe-cr3")
 
@@ -194,7 +193,7 @@ def test_wild_full_enumeration_equals_wildboottest(panel):
     assert p_ref in (pytest.approx(row["p_value"]), pytest.approx(row["p_value"] - 2 / 2**g))
     assert 0 < row["p_value"] < 1
     # padded with empty regions (and an empty one first): the same 2^G enumeration
-    padded = pad_stats(stats, PAD)
+    padded = pad_stats(stats, R_PAD)
     padded = type(stats)(*(np.roll(np.asarray(a), 1, axis=1) for a in padded))
     res = wild.hausman_wild(Batch(keys=keys, stats=padded), LEVEL, {"draws": 999})
     assert float(res[("test", "")]["draws"][0]) == 2**g
