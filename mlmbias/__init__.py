@@ -23,6 +23,7 @@ from mlmbias.runner import run_study as run_study  # noqa: E402
 from mlmbias.scenarios import Contextual as Contextual  # noqa: E402
 from mlmbias.scenarios import Scenario as Scenario  # noqa: E402
 from mlmbias.scenarios import Seed as Seed  # noqa: E402
+from mlmbias.scenarios import Slopes as Slopes  # noqa: E402
 from mlmbias.scenarios import contiguous_layout as contiguous_layout  # noqa: E402
 from mlmbias.scenarios import get_scenario as get_scenario  # noqa: E402
 from mlmbias.scenarios import knob as knob  # noqa: E402

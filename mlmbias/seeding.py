@@ -30,8 +30,10 @@ def stable_hash32(text: str) -> int:
 
 
 def condition_id(scenario: Scenario) -> int:
-    """Stable identifier of a condition: a hash of its scenario's name and every field
-    (the seed scenario's fields alone, as before scenarios had names)."""
+    """Stable identifier of a condition: a hash of ``scenario.identity()``, its
+    scenario's name and every field (the seed scenario's fields alone, as before
+    scenarios had names; a knob declared ``id_if_changed`` only when it is not at
+    its default, as before it existed)."""
     payload = json.dumps({k: repr(v) for k, v in sorted(scenario.identity().items())})
     return stable_hash32(payload)
 

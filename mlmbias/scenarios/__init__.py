@@ -1,8 +1,9 @@
 """Scenarios: the data-generating processes a study can simulate, by name.
 
-``seed`` (the blog post's regions, the default) and ``contextual`` (Bell &
-Jones 2015) are built in; :func:`register_scenario` adds a user's own (see
-:mod:`mlmbias.scenarios.base` for the interface).
+``seed`` (the blog post's regions, the default), ``contextual`` (Bell &
+Jones 2015) and ``slopes`` (random slopes) are built in;
+:func:`register_scenario` adds a user's own (see :mod:`mlmbias.scenarios.base`
+for the interface).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from mlmbias.scenarios.base import knob as knob
 from mlmbias.scenarios.base import observation_normals as observation_normals
 from mlmbias.scenarios.contextual import Contextual as Contextual
 from mlmbias.scenarios.seed import Seed as Seed
+from mlmbias.scenarios.slopes import Slopes as Slopes
 
 DEFAULT = "seed"
-_SCENARIOS: dict[str, type[Scenario]] = {"seed": Seed, "contextual": Contextual}
+_SCENARIOS: dict[str, type[Scenario]] = {"seed": Seed, "contextual": Contextual, "slopes": Slopes}
+_BUILTIN = tuple(_SCENARIOS)
 
 
 def register_scenario(name: str, cls: type[Scenario]) -> type[Scenario]:
@@ -52,7 +55,7 @@ def register_scenario(name: str, cls: type[Scenario]) -> type[Scenario]:
 
 
 def unregister_scenario(name: str) -> None:
-    if name in ("seed", "contextual"):
+    if name in _BUILTIN:
         raise ConfigError(f"the built-in scenario '{name}' cannot be unregistered")
     _SCENARIOS.pop(name, None)
 

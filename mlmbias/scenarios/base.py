@@ -55,6 +55,9 @@ class Knob:
     high_open: bool = False
     choices: tuple[str, ...] = ()
     doc: str = ""
+    # a knob added after conditions were stored: the condition id hashes it only
+    # when it differs from its default, so the older conditions keep their ids
+    id_if_changed: bool = False
 
 
 def knob(
@@ -67,16 +70,19 @@ def knob(
     integer: bool = False,
     choices: tuple[str, ...] = (),
     doc: str = "",
+    id_if_changed: bool = False,
 ) -> Any:
     """A scenario field with bounds (``low``/``high``, open or closed), an integer
-    kind, or a set of string ``choices``."""
+    kind, or a set of string ``choices``. ``id_if_changed``: the condition id
+    hashes the field only when it differs from its default (for a knob added to a
+    scenario whose conditions are already stored: their ids stay as they were)."""
     if choices:
         kind = "choice"
     elif integer or (isinstance(default, int) and not isinstance(default, bool)):
         kind = "int"
     else:
         kind = "float"
-    spec = Knob(kind, low, high, low_open, high_open, tuple(choices), doc)
+    spec = Knob(kind, low, high, low_open, high_open, tuple(choices), doc, id_if_changed)
     return dataclasses.field(default=default, metadata={"knob": spec})
 
 
@@ -191,9 +197,20 @@ class Scenario(abc.ABC):
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.field_names()}
 
+    def id_fields(self) -> dict[str, Any]:
+        """Every field but those marked ``id_if_changed`` that hold their default."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if _knob_of(f).id_if_changed and value == f.default:
+                continue
+            out[f.name] = value
+        return out
+
     def identity(self) -> dict[str, Any]:
-        """What the condition id hashes: the scenario's name and every field."""
-        return {"scenario": self.name, **self.as_dict()}
+        """What the condition id hashes: the scenario's name and every field (but
+        an ``id_if_changed`` knob at its default)."""
+        return {"scenario": self.name, **self.id_fields()}
 
     def split_fields(self) -> tuple[tuple[tuple[str, Any], ...], dict[str, float]]:
         """(static fields as sorted pairs, traced float fields): the simulator's arguments."""

@@ -21,7 +21,15 @@ tau² / (tau² + noise_sd²).
 Group sizes (``group_sizes``): "balanced", every group ``group_size``
 observations (an integer then); "poisson", 1 + Poisson(group_size - 1);
 "skewed", 1 + Geometric with mean group_size - 1 (variance m(1 + m), a long
-right tail). All have mean ``group_size``.
+right tail). All have mean ``group_size`` (:mod:`mlmbias.scenarios.groups`).
+
+``group_dist`` draws the standardized group effect a_j (so u_j, and the parts
+of m_j and z_j confounded with it) from a non-normal distribution; b, c, d
+stay normal. ``error_dist`` draws e_ij likewise, and ``error_sd_by`` makes it
+heteroskedastic in x1 (standardized by its population SD,
+sqrt(x1_between_sd² + x1_within_sd²)) or by group, with average variance
+noise_sd² (:mod:`mlmbias.scenarios.distributions`). No truth moves; these
+knobs enter the condition id only when changed.
 
 Truths: beta of x1, x2 and z (``beta1``, ``beta2``, ``z_effect``), and the
 contextual effect of x1 (``contextual``) and of x2 (0), the quantity a Mundlak
@@ -34,15 +42,27 @@ absorb a confounded level-2 covariate).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 
+from mlmbias.scenarios import groups
 from mlmbias.scenarios.base import Scenario, contiguous_layout, knob, observation_normals
-
-GROUP_SIZES = ("balanced", "poisson", "skewed")
+from mlmbias.scenarios.distributions import (
+    TAG_GROUP,
+    df_knob,
+    dist_knob,
+    group_effects,
+    hetero_knob,
+    level1_errors,
+    mix_sep_knob,
+    mix_weight_knob,
+    sd_by_knob,
+    skew_df_knob,
+    standardize,
+)
+from mlmbias.scenarios.groups import GROUP_SIZES as GROUP_SIZES
 
 
 @dataclass(frozen=True)
@@ -55,8 +75,8 @@ class Contextual(Scenario):
     y_name = "y"
 
     n_regions: int = knob(50, integer=True, doc="groups")
-    group_size: float = knob(10.0, low=1, doc="mean observations per group")
-    group_sizes: str = knob("balanced", choices=GROUP_SIZES, doc="group-size distribution")
+    group_size: float = groups.group_size_knob(10.0)
+    group_sizes: str = groups.group_sizes_knob("balanced")
     icc: float = knob(0.3, low=0, high=1, high_open=True, doc="tau² / (tau² + noise_sd²)")
     noise_sd: float = knob(1.0, low=0, low_open=True, doc="SD of the level-1 error")
     intercept: float = knob(0.0, doc="intercept")
@@ -70,23 +90,29 @@ class Contextual(Scenario):
     x2_between_sd: float = knob(1.0, low=0, doc="SD of x2's group part")
     x2_within_sd: float = knob(1.0, low=0, doc="SD of x2 around its group part")
     z_u_corr: float = knob(0.0, low=-1, high=1, doc="correlation of z_j with u_j")
+    # distributions (mlmbias/scenarios/distributions.py); the defaults are normal
+    group_dist: str = dist_knob("the standardized group effect a_j")
+    group_df: float = df_knob()
+    group_skew_df: float = skew_df_knob()
+    group_mix_weight: float = mix_weight_knob()
+    group_mix_sep: float = mix_sep_knob()
+    error_dist: str = dist_knob("the level-1 error")
+    error_df: float = df_knob()
+    error_skew_df: float = skew_df_knob()
+    error_mix_weight: float = mix_weight_knob()
+    error_mix_sep: float = mix_sep_knob()
+    error_sd_by: str = sd_by_knob()
+    hetero: float = hetero_knob()
 
     def check(self) -> None:
-        if self.group_sizes == "balanced" and self.group_size != int(self.group_size):
-            self.fail(f"balanced groups need an integer group_size, got {self.group_size!r}")
+        groups.check_group_size(self)
 
     def min_obs(self) -> int:
-        return self.n_regions * (int(self.group_size) if self.group_sizes == "balanced" else 1)
+        return groups.min_obs(self.n_regions, self.group_size, self.group_sizes)
 
     def obs_bound(self) -> int:
-        """R·group_size for balanced groups; otherwise the mean plus 12 SD plus 12
-        (Poisson) or 40 SD plus 40 (geometric sums, whose tail is exponential)."""
-        r, m = self.n_regions, self.group_size - 1
-        if self.group_sizes == "balanced":
-            return int(r * self.group_size)
-        if self.group_sizes == "poisson":
-            return int(r + math.ceil(r * m + 12 * math.sqrt(r * m) + 12))
-        return int(r + math.ceil(r * m + 40 * math.sqrt(r * m * (1 + m)) + 40))
+        """See :func:`mlmbias.scenarios.groups.obs_bound`."""
+        return groups.obs_bound(self.n_regions, self.group_size, self.group_sizes)
 
     def truths(self) -> dict[tuple[str, str], float]:
         return {
@@ -108,31 +134,23 @@ class Contextual(Scenario):
             f"{self.group_sizes} sizes with mean {self.group_size:g}."
         )
 
-    def _sizes(self, key: jax.Array) -> jax.Array:
-        r, m = self.n_regions, self.group_size - 1.0
-        if self.group_sizes == "balanced":
-            return jnp.full((r,), 1, jnp.int64) * jnp.round(self.group_size).astype(jnp.int64)
-        if self.group_sizes == "poisson":
-            return 1 + jax.random.poisson(key, m, (r,)).astype(jnp.int64)
-        # geometric on {0, 1, ...} with mean m: floor(log U / log(1 - p)), p = 1/(1 + m)
-        u = jax.random.uniform(key, (r,), minval=jnp.finfo(float).tiny)
-        log_q = jnp.log(m) - jnp.log1p(m)  # log(1 - p); -inf when m = 0
-        extra = jnp.where(m > 0, jnp.floor(jnp.log(u) / jnp.where(m > 0, log_q, -1.0)), 0.0)
-        return 1 + extra.astype(jnp.int64)
-
     def simulate(self, key: jax.Array, max_obs: int):
         from mlmbias.simulate import Panel
 
         r = self.n_regions
         k_group, k_sizes, k_x1, k_x2, k_e = jax.random.split(key, 5)
         a, b, c, d = jax.random.normal(k_group, (4, r))
+        if self.group_dist != "normal":
+            a = group_effects(self, jax.random.fold_in(k_group, TAG_GROUP), (r,))
         tau = self.noise_sd * jnp.sqrt(self.icc / (1.0 - self.icc))
         u = tau * a
         m1 = self.x1_between_sd * (self.x1_u_corr * a + jnp.sqrt(1.0 - self.x1_u_corr**2) * b)
         z = self.z_u_corr * a + jnp.sqrt(1.0 - self.z_u_corr**2) * d
-        sizes = self._sizes(k_sizes)
+        sizes = groups.draw_sizes(k_sizes, r, self.group_size, self.group_sizes)
         region, _, mask, n_obs = contiguous_layout(sizes, max_obs)
         x1 = m1[region] + self.x1_within_sd * observation_normals(k_x1, max_obs)
+        x1_sd = jnp.sqrt(self.x1_between_sd**2 + self.x1_within_sd**2)
+        errors, extra = level1_errors(self, k_e, max_obs, region, standardize(x1, 0.0, x1_sd))
         x2 = self.x2_between_sd * c[region] + self.x2_within_sd * observation_normals(k_x2, max_obs)
         w = mask.astype(x1.dtype)
         counts = jnp.maximum(jax.ops.segment_sum(w, region, num_segments=r), 1.0)
@@ -144,7 +162,7 @@ class Contextual(Scenario):
             + self.contextual * xbar1[region]
             + self.z_effect * z[region]
             + u[region]
-            + self.noise_sd * observation_normals(k_e, max_obs)
+            + self.noise_sd * errors
         )
         return Panel(
             region=region,
@@ -153,7 +171,7 @@ class Contextual(Scenario):
             mask=mask,
             n_obs=n_obs,
             z=z[:, None],
-            latent={"u": u, "m1": m1, "sizes": sizes},
+            latent={"u": u, "m1": m1, "sizes": sizes, **extra},
             x_names=self.x_names,
             z_names=self.z_names,
             y_name=self.y_name,

@@ -6,6 +6,14 @@
     ad_rt      ~ N(adavg_r, adspend_sd^2)
     profit_rt  ~ N(intercept + competition_effect * C_r + beta * ad_rt, noise_sd^2)
 
+``group_dist`` draws C_r / competition_sd from a standardized non-normal
+distribution instead (C_r keeps its SD competition_sd), ``error_dist`` the
+profit noise / noise_sd, and ``error_sd_by`` makes the noise heteroskedastic
+in ad spend (standardized by its population SD, sqrt(confounding²
+competition_sd² + adspend_region_sd² + adspend_sd²); its mean is 0) or by
+region, its average variance staying noise_sd²: see
+:mod:`mlmbias.scenarios.distributions`. No truth moves.
+
 The estimand is the within-region effect ``beta``. ``confounding = 0`` is the
 control condition in which the random-intercept assumption holds. The Mundlak
 models' contextual effect has no single true value here (it is the projection
@@ -27,6 +35,18 @@ import jax
 import jax.numpy as jnp
 
 from mlmbias.scenarios.base import Scenario, contiguous_layout, knob, observation_normals
+from mlmbias.scenarios.distributions import (
+    df_knob,
+    dist_knob,
+    group_effects,
+    hetero_knob,
+    level1_errors,
+    mix_sep_knob,
+    mix_weight_knob,
+    sd_by_knob,
+    skew_df_knob,
+    standardize,
+)
 
 
 @dataclass(frozen=True)
@@ -49,9 +69,24 @@ class Seed(Scenario):
     competition_effect: float = knob(-3.0, doc="effect of C_r on profit")
     beta: float = knob(1.5, doc="within-region effect of ad spend on profit: the estimand")
     noise_sd: float = knob(10.0, low=0, doc="SD of monthly profit noise")
+    # distributions (mlmbias/scenarios/distributions.py); the defaults are the seed's
+    group_dist: str = dist_knob("the competition score C_r")
+    group_df: float = df_knob()
+    group_skew_df: float = skew_df_knob()
+    group_mix_weight: float = mix_weight_knob()
+    group_mix_sep: float = mix_sep_knob()
+    error_dist: str = dist_knob("the monthly profit noise")
+    error_df: float = df_knob()
+    error_skew_df: float = skew_df_knob()
+    error_mix_weight: float = mix_weight_knob()
+    error_mix_sep: float = mix_sep_knob()
+    error_sd_by: str = sd_by_knob()
+    hetero: float = hetero_knob()
 
     def identity(self) -> dict[str, Any]:
-        return self.as_dict()  # no name: the ids from before scenarios had names
+        # no name: the ids from before scenarios had names (and the distribution
+        # knobs only when changed: the ids from before they existed)
+        return self.id_fields()
 
     def min_obs(self) -> int:
         return self.n_regions * self.months_min
@@ -85,7 +120,8 @@ class Seed(Scenario):
 
         r = self.n_regions
         k_comp, k_avg, k_months, k_ad, k_noise = jax.random.split(key, 5)
-        competition = self.competition_sd * jax.random.normal(k_comp, (r,))
+        # "normal": jax.random.normal(k_comp, (r,)), the seed's own draw
+        competition = self.competition_sd * group_effects(self, k_comp, (r,))
         adspend_avg = self.confounding * competition + self.adspend_region_sd * jax.random.normal(
             k_avg, (r,)
         )
@@ -93,7 +129,13 @@ class Seed(Scenario):
         region, month, mask, n_obs = contiguous_layout(months, max_obs)
         ad = adspend_avg[region] + self.adspend_sd * observation_normals(k_ad, max_obs)
         mean = self.intercept + self.competition_effect * competition[region] + self.beta * ad
-        profit = mean + self.noise_sd * observation_normals(k_noise, max_obs)
+        ad_sd = jnp.sqrt(
+            (self.confounding * self.competition_sd) ** 2
+            + self.adspend_region_sd**2
+            + self.adspend_sd**2
+        )
+        errors, extra = level1_errors(self, k_noise, max_obs, region, standardize(ad, 0.0, ad_sd))
+        profit = mean + self.noise_sd * errors
         return Panel(
             region=region,
             x=jnp.where(mask, ad, 0.0)[:, None],
@@ -101,7 +143,12 @@ class Seed(Scenario):
             mask=mask,
             n_obs=n_obs,
             z=jnp.zeros((r, 0)),
-            latent={"month": month, "competition": competition, "adspend_avg": adspend_avg},
+            latent={
+                "month": month,
+                "competition": competition,
+                "adspend_avg": adspend_avg,
+                **extra,
+            },
             x_names=self.x_names,
             z_names=self.z_names,
             y_name=self.y_name,
