@@ -23,6 +23,19 @@ if os.environ.get("MLMBIAS_TEST_JAX_CACHE") or not os.environ.get("JAX_COMPILATI
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
+# The tests compile at LLVM's -O0: about half the compile time, which is most of
+# the suite's time, for programs that then run somewhat slower (the suite's
+# sampling-heavy files took about as long). Results differ from the default build
+# only in the last bits of floats, which no tolerance sees; the golden tests that
+# pin exact bits compute them in a default-build subprocess (tests/_default_build.py).
+# MLMBIAS_TEST_XLA_OPT=default runs the whole suite as users compile.
+from _default_build import TEST_XLA_FLAG  # noqa: E402 (no JAX there)
+
+if os.environ.get("MLMBIAS_TEST_XLA_OPT") != "default" and (
+    "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")
+):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAG}".strip()
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

@@ -23,6 +23,7 @@ residual degrees of freedom).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from mlmbias.frequentist._common import batch_method, coefficients
@@ -41,6 +42,12 @@ COLS = ("const", "x", "z")
 BLOCKS = (("x", "beta"), ("z", "beta"))
 
 
+def _residual_variance(ssr: jax.Array, df: jax.Array) -> jax.Array:
+    """SSR / df; NaN without residual degrees of freedom (an exact fit's SSR is 0
+    only up to rounding, so SSR / 0 could be inf or NaN by the last bit)."""
+    return jnp.where(df > 0, ssr / jnp.where(df > 0, df, 1), jnp.nan)
+
+
 def _pooled(stats: GroupStats, cluster: bool) -> dict:
     p = prepare(stats)
     lay = layout(COLS, p.p, p.q)
@@ -51,7 +58,7 @@ def _pooled(stats: GroupStats, cluster: bool) -> dict:
         meat = cluster_meat(group_moments(p, lay, w), ls.coef)
         cov = cr1_factor(p.n_obs, p.n_groups, lay.size) * ls.xtx_inv @ meat @ ls.xtx_inv
     else:
-        cov = ls.ssr / df * ls.xtx_inv
+        cov = _residual_variance(ls.ssr, df) * ls.xtx_inv
     return coefficients(lay, BLOCKS, ls.coef, cov, df, jnp.int32(0), df=df)
 
 
@@ -71,7 +78,7 @@ def _between(stats: GroupStats) -> dict:
     lay = layout(COLS, p.p, p.q)
     ls = solve(moments(p, lay, p.valid.astype(float), within=0.0))
     df = p.n_groups - lay.size
-    cov = ls.ssr / df * ls.xtx_inv
+    cov = _residual_variance(ls.ssr, df) * ls.xtx_inv
     return coefficients(lay, BLOCKS, ls.coef, cov, df, jnp.int32(0), df=df)
 
 
