@@ -83,12 +83,14 @@ from mlmbias import flags
 from mlmbias.frequentist._common import NORMAL, batch_method, bit, coefficients
 from mlmbias.frequentist._linalg import Layout, Prepared, group_moments, inv_det, layout, prepare, solve
 from mlmbias.frequentist.mundlak import MUNDLAK_BLOCKS, MUNDLAK_COLS, _mask_collinear, mundlak_active
-from mlmbias.frequentist.random_effects import RE_BLOCKS, RE_COLS, n_active, swamy_arora
+from mlmbias.frequentist.random_effects import RE_BLOCKS, RE_COLS, n_active
 from mlmbias.groupstats import GroupStats
 
 N_STEPS = 30  # Levenberg-Marquardt steps from each start
 MU = (0.0, 1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 1e3)  # damping, times |H|_F
 N_MU = len(MU)
+# Starts (l11, l21, l22) in the standardised scale: lme4's, and two with a small slope SD.
+STARTS = ((1.0, 0.0, 1.0), (0.5, 0.0, 0.1), (2.0, 0.0, 0.3))
 # |d deviance / d theta| at the optimum must be below GRAD_TOL * max(N, 1).
 GRAD_TOL = 1e-6
 # lme4's isSingular tolerance on the diagonal of theta (here in the standardised scale).
@@ -116,26 +118,35 @@ class Fit(NamedTuple):
     r2: jax.Array  # penalised weighted residual sum of squares
 
 
+def reduced_moments(prob: Problem, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """[X y]' V~^-1 [X y] summed over regions, and sum_r log det C_r.
+
+    Written out element by element (2 x 2 algebra on (R,) arrays): smaller
+    programs to differentiate twice than batched matrix products.
+    """
+    i0, i1 = prob.iz
+    l00, l10, l11 = theta[0], theta[1] / prob.scale, theta[2] / prob.scale
+    r0, r1 = prob.m[:, i0, :], prob.m[:, i1, :]  # (R, K + 1): rows of Z' [X y]
+    m00, m01, m11 = r0[:, i0], r0[:, i1], r1[:, i1]
+    u00 = l00 * l00 * m00 + 2.0 * l00 * l10 * m01 + l10 * l10 * m11
+    u01 = l11 * (l00 * m01 + l10 * m11)
+    u11 = l11 * l11 * m11
+    det = (1.0 + u00) * (1.0 + u11) - u01 * u01
+    b0 = l00 * r0 + l10 * r1  # rows of L' Z' [X y]
+    b1 = l11 * r1
+    w00, w01, w11 = (1.0 + u11) / det, -u01 / det, (1.0 + u00) / det
+    left = jnp.stack([b0, b1], axis=-1)  # (R, K + 1, 2)
+    right = jnp.stack(
+        [w00[:, None] * b0 + w01[:, None] * b1, w01[:, None] * b0 + w11[:, None] * b1], axis=-1
+    )
+    cross = jnp.sum(left[:, :, None, :] * right[:, None, :, :], axis=(0, 3))
+    return jnp.sum(prob.m, axis=0) - cross, jnp.sum(jnp.log(det))
+
+
 def evaluate(prob: Problem, theta: jax.Array) -> Fit:
     """The profiled REML deviance at ``theta`` and the GLS fit there."""
-    lam = _relative_factor(theta, prob.scale)
-    i0, i1 = prob.iz
-    rows = prob.m[:, jnp.array([i0, i1]), :]  # (R, 2, K + 1): Z' [X y]
-    mzz = rows[:, :, jnp.array([i0, i1])]  # (R, 2, 2)
-    u = jnp.einsum("ji,rjk,kl->ril", lam, mzz, lam)  # L' Z'Z L
-    c = jnp.eye(2)[None] + u
-    det = c[:, 0, 0] * c[:, 1, 1] - c[:, 0, 1] * c[:, 1, 0]
-    cinv = jnp.stack(
-        [
-            jnp.stack([c[:, 1, 1], -c[:, 0, 1]], axis=-1),
-            jnp.stack([-c[:, 1, 0], c[:, 0, 0]], axis=-1),
-        ],
-        axis=-2,
-    ) / det[:, None, None]
-    b = jnp.einsum("ji,rjk->rik", lam, rows)  # L' Z' [X y]
-    mt = jnp.sum(prob.m, axis=0) - jnp.einsum("rik,ril,rlm->km", b, cinv, b)
+    mt, log_det_c = reduced_moments(prob, theta)
     ls = solve(mt, prob.active)
-    log_det_c = jnp.sum(jnp.log(det))
     r2 = ls.ssr
     dev = log_det_c + ls.logdet + prob.dof * (1.0 + jnp.log(2.0 * math.pi * r2 / prob.dof))
     dev = jnp.where(jnp.isfinite(dev) & (r2 > 0), dev, jnp.inf)
@@ -156,14 +167,17 @@ def _minimise(prob: Problem, start: jax.Array) -> tuple[jax.Array, jax.Array]:
     def f(theta):
         return evaluate(prob, theta).deviance
 
-    grad = jax.grad(f)
-    hess = jax.jacfwd(grad)
+    def grad2(theta):
+        g = jax.grad(f)(theta)
+        return g, g
+
+    # gradient and Hessian from one forward-over-reverse pass
+    hess_grad = jax.jacfwd(grad2, has_aux=True)
     mus = jnp.asarray(MU)
 
     def step(_, state):
         theta, best = state
-        g = grad(theta)
-        h = hess(theta)
+        h, g = hess_grad(theta)
         g = jnp.where(jnp.isfinite(g), g, 0.0)
         h = jnp.where(jnp.isfinite(h), h, 0.0)
         norm = jnp.sqrt(jnp.sum(h * h)) + 1e-12
@@ -204,17 +218,10 @@ def rs_fit(stats: GroupStats, p: Prepared, lay: Layout, active: jax.Array | None
         dof=p.n_obs - n_active(lay, active),
         active=active,
     )
-    vc = swamy_arora(p)
-    psi = jnp.where(jnp.isfinite(vc.sigma2_a / vc.sigma2), vc.sigma2_a / vc.sigma2, 1.0)
-    l0 = jnp.sqrt(jnp.maximum(psi, 1e-2))
-    starts = jnp.stack(
-        [jnp.array([1.0, 0.0, 1.0]), jnp.stack([l0, 0.0, 0.1]), jnp.stack([l0, 0.0, 0.5])]
-    )
-    ends, devs = jax.vmap(lambda s: _minimise(prob, s))(starts)
-    extra = jnp.stack([jnp.stack([jnp.sqrt(jnp.maximum(psi, 0.0)), 0.0, 0.0]), jnp.zeros(3)])
-    extra_dev = jax.vmap(lambda t: evaluate(prob, t).deviance)(extra)
-    thetas = jnp.concatenate([ends, extra])
-    all_dev = jnp.concatenate([devs, extra_dev])
+    ends, devs = jax.vmap(lambda s: _minimise(prob, s))(jnp.asarray(STARTS))
+    zero = evaluate(prob, jnp.zeros(3)).deviance  # Sigma = 0: no region effects at all
+    thetas = jnp.concatenate([ends, jnp.zeros((1, 3))])
+    all_dev = jnp.concatenate([devs, zero[None]])
     theta = thetas[jnp.argmin(all_dev)]
     # lme4's signs: l11, l22 >= 0 (the deviance is even in l22 and in (l11, l21))
     sign = jnp.where(theta[0] < 0, -1.0, 1.0)
