@@ -81,12 +81,25 @@ import jax.numpy as jnp
 
 from mlmbias import flags
 from mlmbias.frequentist._common import NORMAL, batch_method, bit, coefficients
-from mlmbias.frequentist._linalg import Layout, Prepared, group_moments, inv_det, layout, prepare, solve
-from mlmbias.frequentist.mundlak import MUNDLAK_BLOCKS, MUNDLAK_COLS, _mask_collinear, mundlak_active
+from mlmbias.frequentist._linalg import (
+    Layout,
+    Prepared,
+    group_moments,
+    inv_det,
+    layout,
+    prepare,
+    solve,
+)
+from mlmbias.frequentist.mundlak import (
+    MUNDLAK_BLOCKS,
+    MUNDLAK_COLS,
+    _mask_collinear,
+    mundlak_active,
+)
 from mlmbias.frequentist.random_effects import RE_BLOCKS, RE_COLS, n_active
 from mlmbias.groupstats import GroupStats
 
-N_STEPS = 30  # Levenberg-Marquardt steps from each start
+N_STEPS = 16  # Levenberg-Marquardt steps from each start (10 suffice on the reference panels)
 MU = (0.0, 1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 1e3)  # damping, times |H|_F
 N_MU = len(MU)
 # Starts (l11, l21, l22) in the standardised scale: lme4's, and two with a small slope SD.
@@ -242,9 +255,7 @@ def rs_fit(stats: GroupStats, p: Prepared, lay: Layout, active: jax.Array | None
     rho = jnp.where(denom > 0, sig[0, 1] / jnp.where(denom > 0, denom, 1.0), jnp.nan)
 
     singular = (theta[0] < SINGULAR_TOL) | (theta[2] < SINGULAR_TOL)
-    not_converged = ~jnp.isfinite(fit.deviance) | ~(
-        jnp.max(jnp.abs(g)) <= GRAD_TOL * n_obs
-    )
+    not_converged = ~jnp.isfinite(fit.deviance) | ~(jnp.max(jnp.abs(g)) <= GRAD_TOL * n_obs)
     flag = (
         bit(singular, flags.BOUNDARY_VARIANCE)
         | bit(not_converged, flags.OPTIMIZER)
