@@ -48,13 +48,16 @@ bounds l11 >= 0, l22 >= 0 are symmetry planes, and a boundary optimum (l22 = 0:
 a rank-one Sigma; l11 = l21 = 0: no intercept variance) is a stationary point
 of the unconstrained function. So theta is optimised unconstrained, with
 Levenberg-Marquardt steps on the exact gradient and Hessian (autodiff): at each
-of ``N_STEPS`` steps the candidates theta - (H + mu I)^-1 g for ``N_MU`` damping
-values mu (0 and multiples of |H|_F, only where H + mu I is positive definite)
+of ``N_STEPS`` steps the candidates theta - (H + mu I)^-1 g for the damping
+values ``MU`` (0 and multiples of |H|_F, only where H + mu I is positive definite)
 are evaluated together and the best is kept if it lowers the deviance. It starts
-from lme4's start (1, 0, 1), from the Swamy-Arora random-intercept ratio with a
-small and a moderate slope variance; the best of their ends, of the
-intercept-only point (sqrt(psi), 0, 0) and of theta = 0 wins, and is reported
-with |l11|, |l22| (lme4's signs).
+from ``STARTS``, in the standardised scale: lme4's start (1, 0, 1) and two with a
+small slope SD (starting at l22 = 0 exactly would leave l22 there: the gradient
+vanishes on the symmetry plane). The best of their ends and of theta = 0 (no
+region effects) wins, and is reported with l11, l22 >= 0 (lme4's signs). On the
+reference panels ten steps reach the optimum to rounding, boundary fits
+included (Newton converges to the symmetry plane as to any other stationary
+point); the flag below catches the rest.
 
 Flags: OPTIMIZER when the final gradient is not below ``GRAD_TOL * N`` (or the
 deviance is not finite); BOUNDARY_VARIANCE when Sigma is singular in lme4's
@@ -101,7 +104,6 @@ from mlmbias.groupstats import GroupStats
 
 N_STEPS = 16  # Levenberg-Marquardt steps from each start (10 suffice on the reference panels)
 MU = (0.0, 1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 1e3)  # damping, times |H|_F
-N_MU = len(MU)
 # Starts (l11, l21, l22) in the standardised scale: lme4's, and two with a small slope SD.
 STARTS = ((1.0, 0.0, 1.0), (0.5, 0.0, 0.1), (2.0, 0.0, 0.3))
 # |d deviance / d theta| at the optimum must be below GRAD_TOL * max(N, 1).
