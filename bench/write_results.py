@@ -508,18 +508,17 @@ def _random_slopes(results: Path) -> list[str]:
         "",
         *_head(
             "R | batched reps/s (compile s) | loop reps/s (converged) | speedup "
-            "| max rel. diff of the slope | min loglik gain"
+            "| same optimum / ours higher / lower | max rel. diff of the slope there"
         ),
     ]
     for r, e in rec.get("regions", {}).items():
         b, lp, a = e["batched"], e["loop"], e.get("agreement", {})
         diff = a.get("max_rel_diff_beta")
-        gain = a.get("min_loglik_gain")
+        same = f"{a.get('same_optimum')} / {a.get('ours_higher')} / {a.get('ours_lower')}"
         lines.append(
             f"| {r} | {b['reps_per_second']:,.1f} ({b['compile_seconds']:.1f}) "
             f"| {lp['reps_per_second']:.2f} ({_pct(lp['converged_fraction'])}) "
-            f"| {_x(e['speedup'])} | {'n/a' if diff is None else f'{diff:.1e}'} "
-            f"| {'n/a' if gain is None else f'{gain:.1e}'} |"
+            f"| {_x(e['speedup'])} | {same} | {'n/a' if diff is None else f'{diff:.1e}'} |"
         )
     return lines + [""]
 
