@@ -106,6 +106,8 @@ N_STEPS = 16  # Levenberg-Marquardt steps from each start (10 suffice on the ref
 MU = (0.0, 1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 1e3)  # damping, times |H|_F
 # Starts (l11, l21, l22) in the standardised scale: lme4's, and two with a small slope SD.
 STARTS = ((1.0, 0.0, 1.0), (0.5, 0.0, 0.1), (2.0, 0.0, 0.3))
+# Relative rise of the deviance (rounding) up to which a plain Newton step is still taken.
+FTOL = 1e-13
 # |d deviance / d theta| at the optimum must be below GRAD_TOL * max(N, 1).
 GRAD_TOL = 1e-6
 # lme4's isSingular tolerance on the diagonal of theta (here in the standardised scale).
@@ -206,7 +208,12 @@ def _minimise(prob: Problem, start: jax.Array) -> tuple[jax.Array, jax.Array]:
         cands, vals = jax.vmap(candidate)(mus)
         i = jnp.argmin(vals)
         take = vals[i] < best
-        return jnp.where(take, cands[i], theta), jnp.where(take, vals[i], best)
+        # at the optimum the decrease falls below the rounding of the deviance: the
+        # plain Newton step (mu = 0) is still taken there, so that theta converges to
+        # the precision of the gradient rather than to that of the deviance
+        polish = ~take & (vals[0] <= best + FTOL * jnp.maximum(jnp.abs(best), 1.0))
+        new = jnp.where(take, cands[i], jnp.where(polish, cands[0], theta))
+        return new, jnp.where(take, vals[i], jnp.where(polish, vals[0], best))
 
     return jax.lax.fori_loop(0, N_STEPS, step, (start, f(start)))
 
