@@ -121,7 +121,9 @@ REFERENCED = (
 # The few-cluster methods: no Python package computes CR2 with Satterthwaite df, the
 # cluster jackknife or REML with Satterthwaite / Kenward-Roger df, so they are timed
 # apart (per replication); hausman-wild is also timed against wildboottest's loop.
-FEW_CLUSTER = tuple(s.name for s in METHOD_SPECS if s.name not in REFERENCED)
+# The random-slope methods have their own benchmark (bench_random_slopes.py).
+OWN_BENCH = tuple(s.name for s in METHOD_SPECS if s.family == "random slopes")
+FEW_CLUSTER = tuple(s.name for s in METHOD_SPECS if s.name not in REFERENCED + OWN_BENCH)
 
 
 def batched(panel, reps: int, names=REFERENCED) -> tuple[dict, dict]:

@@ -5,8 +5,9 @@
 Reads, where present: perf_figures.json (``make perf``), bench_rss.json
 (``bench/peak_rss.py`` around ``make bench``), gpu/*.json (``bench/gpu_check.sh``),
 bayes.json and frequentist.json (``bench/bench_bayes.py``,
-``bench/bench_frequentist.py``). It only formats: every figure, setting and ratio
-comes from a record; ``_derive.upgrade`` fills in derived fields that records
+``bench/bench_frequentist.py``), random_slopes.json
+(``bench/bench_random_slopes.py``). It only formats: every figure, setting and
+ratio comes from a record; ``_derive.upgrade`` fills in derived fields that records
 written before the benchmarks stored them lack, with the benchmarks' own
 functions. Where a figure is missing the text says so.
 """
@@ -493,6 +494,35 @@ def _scripts(results: Path) -> list[str]:
     return lines
 
 
+def _random_slopes(results: Path) -> list[str]:
+    path = results / "random_slopes.json"
+    rec = _load(path)
+    if not rec:
+        return []
+    lines = [
+        "## Random slopes (`python bench/bench_random_slopes.py`)",
+        "",
+        f'`rs-reml` batched against a loop of statsmodels `MixedLM(re_formula="~x")` '
+        f"REML fits ({_when(path)}; machine: {_machine(rec.get('machine'))}); compilation "
+        "apart; agreement on the loop's replications where statsmodels converged:",
+        "",
+        *_head(
+            "R | batched reps/s (compile s) | loop reps/s (converged) | speedup "
+            "| same optimum / ours higher / lower | max rel. diff of the slope there"
+        ),
+    ]
+    for r, e in rec.get("regions", {}).items():
+        b, lp, a = e["batched"], e["loop"], e.get("agreement", {})
+        diff = a.get("max_rel_diff_beta")
+        same = f"{a.get('same_optimum')} / {a.get('ours_higher')} / {a.get('ours_lower')}"
+        lines.append(
+            f"| {r} | {b['reps_per_second']:,.1f} ({b['compile_seconds']:.1f}) "
+            f"| {lp['reps_per_second']:.2f} ({_pct(lp['converged_fraction'])}) "
+            f"| {_x(e['speedup'])} | {same} | {'n/a' if diff is None else f'{diff:.1e}'} |"
+        )
+    return lines + [""]
+
+
 def build(results: Path) -> str:
     fig = _load(results / "perf_figures.json")
     rss = _load(results / "bench_rss.json")
@@ -520,7 +550,7 @@ def build(results: Path) -> str:
     if fig:
         lines += _bayes(fig, gpu) if fig.get("bayes") else []
         lines += _frequentist(fig) + _sweep(fig) + _memory(fig)
-    lines += _rss(rss) + _gpu_section(gpu, fig) + _scripts(results)
+    lines += _rss(rss) + _gpu_section(gpu, fig) + _scripts(results) + _random_slopes(results)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -8,7 +8,7 @@ non-finite estimate, and ``converged`` is the Bayesian convergence verdict.
 OK = 0
 SINGLETON_GROUP = 1  # a region with a single observation
 NO_WITHIN_VARIATION = 2  # a covariate x does not vary within regions
-BOUNDARY_VARIANCE = 4  # between-region variance estimated at or below 0, truncated at 0
+BOUNDARY_VARIANCE = 4  # between-region variance at or below 0, truncated (rs-*: Sigma singular)
 NOT_POSITIVE_DEFINITE = 8  # Hausman: variance difference not positive
 NOT_CONVERGED = 16  # MCMC: R-hat / ESS thresholds not met
 DIVERGENT = 32  # MCMC: divergent transitions
@@ -35,7 +35,9 @@ EXPLANATIONS = {
     "not identified (only the between variation is left); with several x, this holds "
     "for at least one of them, whose within effect is then missing",
     BOUNDARY_VARIANCE: "the between-group variance was estimated at or below 0 and set "
-    "to 0, so the random-intercept model reduces to one without region intercepts",
+    "to 0, so the random-intercept model reduces to one without region intercepts; in "
+    "the random-slope models (rs-*): the covariance of intercept and slope is singular "
+    "(a variance at 0 or a correlation of +-1, lme4's isSingular)",
     NOT_POSITIVE_DEFINITE: "the Hausman variance difference V_FE - V_RE is not positive, "
     "so the classic test is undefined",
     NOT_CONVERGED: "the MCMC chains did not converge (R-hat above or ESS below the "
@@ -44,7 +46,8 @@ EXPLANATIONS = {
     "explored incompletely",
     NONFINITE: "the estimate or its SE is not finite (NaN or infinite): the method "
     "could not be computed on these data",
-    OPTIMIZER: "the REML/ML optimisation of the variance ratio did not meet its tolerance",
+    OPTIMIZER: "the REML/ML optimisation of the variance ratio (random slopes: of the "
+    "relative covariance factor) did not meet its tolerance",
 }
 
 

@@ -139,6 +139,24 @@ METHOD_SPECS: list[MethodSpec] = [
         family="Mundlak",
     ),
     MethodSpec(
+        "rs-reml",
+        "frequentist",
+        f"{_P}.random_slopes:rs_reml",
+        ("beta",),
+        "random intercept and random slope on the first covariate x0, unstructured 2x2 "
+        "covariance, by REML (lme4 lmer y ~ x + z + (1 + x0 | g)), lme4 vcov, z interval",
+        family="random slopes",
+    ),
+    MethodSpec(
+        "rs-mundlak-reml",
+        "frequentist",
+        f"{_P}.random_slopes:rs_mundlak_reml",
+        ("beta", "contextual"),
+        "random intercept and random slope on x0 plus region means of x, by REML (lme4 "
+        "lmer y ~ x + xbar + z + (1 + x0 | g)), lme4 vcov, z intervals",
+        family="random slopes",
+    ),
+    MethodSpec(
         "hausman",
         "frequentist",
         f"{_P}.hausman:hausman",

@@ -27,6 +27,7 @@ FAMILY_COLOURS = {
     "fixed effects": "#0072B2",  # blue
     "random effects": "#D55E00",  # vermillion
     "Mundlak": "#009E73",  # green
+    "random slopes": "#882255",  # wine (Tol)
     "tests": "#CC79A7",  # purple-pink
     "Bayesian": "#E69F00",  # orange
     "other": "#56B4E9",  # sky blue
