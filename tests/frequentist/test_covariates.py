@@ -28,6 +28,7 @@ import statsmodels.formula.api as smf
 from _panels import covariate_panel
 from frequentist.reference import (
     CLOSED_FORM_RTOL,
+    GENERIC_METHODS,
     LEVEL,
     OPTIMISER_RTOL,
     assert_close,
@@ -39,9 +40,9 @@ from frequentist.reference import (
 from mlmbias import flags
 from mlmbias.fitting import fit
 from mlmbias.groupstats import GroupStats, group_stats_from_arrays
-from mlmbias.registry import Batch, get_method, method_names
+from mlmbias.registry import Batch, get_method
 
-METHODS = method_names("frequentist")
+METHODS = GENERIC_METHODS
 SIM_GROUPS = 20  # at most, in a simulated panel
 SIM_SEEDS = (1, 2, 3)
 WAGE_X = ["union", "married", "exper", "expersq"]

@@ -62,7 +62,8 @@ def _arrays(d: pd.DataFrame):
 
 def _extras(data: dict[int, pd.DataFrame]) -> dict[str, GroupStats]:
     """Extra replications of the p = 2, q = 1 batch: x1 without within variation,
-    x0 shifted by SHIFT_SMALL, and every column shifted by SHIFT_LARGE with its base."""
+    x0 shifted by SHIFT_SMALL, every column shifted by SHIFT_LARGE with its base, and
+    the regions renumbered in a random order."""
     g, x, y, z = _arrays(data[3])
     n = int(g.max()) + 1
     nowithin = x.copy()
@@ -72,8 +73,12 @@ def _extras(data: dict[int, pd.DataFrame]) -> dict[str, GroupStats]:
     c = SHIFT_LARGE * np.array([1.0, -2.0])
     xs, ys, zs = x + c, y + SHIFT_LARGE, z - 3 * SHIFT_LARGE
     xb, yb, zb = xs - c, ys - SHIFT_LARGE, zs + 3 * SHIFT_LARGE  # what the shifted data hold
+    order = np.random.default_rng(5).permutation(n)  # region r becomes order[r]
+    z_moved = np.empty_like(z)
+    z_moved[order] = z
     return {
         "nowithin": group_stats_from_arrays(g, nowithin, y, n, z),
+        "reordered": group_stats_from_arrays(order[g], x, y, n, z_moved),
         "small": group_stats_from_arrays(g, small, y, n, z),
         "base": group_stats_from_arrays(g, xb, yb, n, zb),
         "large": group_stats_from_arrays(g, xs, ys, n, zs),
@@ -233,3 +238,15 @@ def test_large_shift_of_every_column_is_invariant(fitted):
             err = abs(moved[key][col] - b[col]) / scale.get(col, abs(b[col]))
             assert err <= 1e-6, (key, col, moved[key][col], b[col])
         assert moved[key]["flag"] == b["flag"]
+
+
+def test_region_order_does_not_matter(fitted):
+    """The regions renumbered: every column the same to 1e-7 (the generic region-order
+    test, tests/frequentist/test_linalg.py, leaves the random-slope methods to this file)."""
+    base, moved = fitted["rs-mundlak-reml"][3], fitted["rs-mundlak-reml"]["reordered"]
+    for key, b in base.items():
+        for col, want in b.items():
+            if col == "flag":
+                assert moved[key][col] == want, key
+            elif np.isfinite(want):
+                assert moved[key][col] == pytest.approx(want, rel=1e-7, abs=1e-12), (key, col)
