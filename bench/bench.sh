@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: the default study, the confounding sweep, the contextual
-# (several-covariate) study and the few-cluster study, end to end, with
-# reports and figures. Resumes where a previous run stopped.
+# (several-covariate) study, the few-cluster study and the random-slope study,
+# end to end, with reports and figures. Resumes where a previous run stopped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -12,6 +12,7 @@ $BIN/mlmbias run configs/default.toml --out "$RESULTS/default" || status=$?
 $BIN/mlmbias run configs/confounding_sweep.toml --out "$RESULTS/confounding_sweep" || status=$?
 $BIN/mlmbias run configs/contextual.toml --out "$RESULTS/contextual" || status=$?
 $BIN/mlmbias run configs/few_clusters.toml --out "$RESULTS/few_clusters" || status=$?
+$BIN/mlmbias run configs/random_slopes.toml --out "$RESULTS/random_slopes" || status=$?
 $BIN/mlmbias report "$RESULTS/default" --figures figures --strict || status=$?
 $BIN/mlmbias report "$RESULTS/confounding_sweep" --figures figures/confounding_sweep \
   --no-pair-plot --strict || status=$?
@@ -19,11 +20,13 @@ $BIN/mlmbias report "$RESULTS/contextual" --figures figures/contextual --no-pair
   --strict || status=$?
 $BIN/mlmbias report "$RESULTS/few_clusters" --figures figures/few_clusters --no-pair-plot \
   --strict || status=$?
+$BIN/mlmbias report "$RESULTS/random_slopes" --figures figures/random_slopes --no-pair-plot \
+  --strict || status=$?
 end=$(date +%s)
 echo
 echo "make bench finished in $((end - start)) s (exit status $status)"
-for study in default confounding_sweep contextual few_clusters; do
+for study in default confounding_sweep contextual few_clusters random_slopes; do
   echo "  $study: $RESULTS/$study (Parquet parts + manifest.json), report.md, summary.csv"
 done
-echo "  figures: figures/, figures/confounding_sweep/, figures/contextual/ and figures/few_clusters/"
+echo "  figures: figures/ and figures/<study>/ for the other four"
 exit $status

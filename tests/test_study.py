@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import pytest
 
-from mlmbias import DGP, ConfigError, Study, load_study
+from mlmbias import DGP, ConfigError, Study, condition_id, load_study
+from mlmbias.registry import method_names
 from mlmbias.study import parse_assignment
 
 
@@ -20,6 +23,26 @@ def test_default_config_loads_and_expands_grid():
     assert {c.n_regions for c in conds} == {10, 20, 50, 100, 200}
     assert {c.confounding for c in conds} == {2.0, 0.0}
     assert study.level == 0.94 and study.name == "default"
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_study_loads(path):
+    """Each study in configs/ parses, names registered methods and known scenario
+    fields, and expands its grid into distinct conditions."""
+    study = load_study(path)
+    conds = study.conditions()
+    assert conds and len({condition_id(c) for c in conds}) == len(conds)
+    assert set(study.methods) <= set(method_names())
+
+
+def test_shipped_random_slope_and_non_normal_studies():
+    slopes = load_study("configs/random_slopes.toml").conditions()
+    assert {c.name for c in slopes} == {"slopes"}
+    assert {c.slope_sd for c in slopes} == {0.0, 0.3, 0.6}
+    assert {c.n_regions for c in slopes} == {20, 50, 200}
+    effects = load_study("configs/nonnormal_effects.toml").conditions()
+    assert {c.group_dist for c in effects} == {"normal", "t", "skewed"}
+    assert all(c.group_df == 3.0 and c.group_skew_df == 2.0 for c in effects)
 
 
 def test_dgp_overrides_and_grid(tmp_path):
