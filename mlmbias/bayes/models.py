@@ -157,7 +157,7 @@ def rs_model(
     with numpyro.plate("regions", n_regions):
         w = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
     u0 = sigma_a * w[:, 0]
-    u1 = sigma_b * (rho * w[:, 0] + jnp.sqrt(1.0 - rho**2) * w[:, 1])
+    u1 = sigma_b * (rho * w[:, 0] + jnp.sqrt(jnp.clip(1.0 - rho**2, 0.0)) * w[:, 1])
     _likelihood(mean + u0[region] + u1[region] * x[:, 0], sigma, y, mask)
 
 

@@ -141,15 +141,21 @@ class RSSpec(NamedTuple):
     sigma_a_scale: jax.Array
     sigma_b_scale: jax.Array
     eta: jax.Array  # LKJ shape
+    hctx: jax.Array  # () 1.0 with the region means of x (rs-mundlak), 0.0 without (rs)
 
 
 def rs_spec(model: str, priors: Priors, p: int, q: int) -> RSSpec:
+    """The :class:`RSSpec` of ``model``. Both models have K = 1 + 2p + q slots
+    theta = (mu, beta, gamma, delta), so that one compiled program serves both: in
+    rs the gamma slots have design 0 (``hctx`` = 0) and prior N(0, 1), so their
+    posterior is their prior and they touch nothing else (as in
+    mlmbias.bayes.collapsed); :func:`sample` drops them."""
     if model not in MODEL_INFO:
         raise ValueError(f"unknown random-slope model {model!r}; known: {', '.join(MODEL_INFO)}")
     pr = priors
     ctx = MODEL_INFO[model].has_contextual
-    loc = [pr.mu_loc] + [pr.beta_loc] * p + ([pr.contextual_loc] * p if ctx else [])
-    scale = [pr.mu_scale] + [pr.beta_scale] * p + ([pr.contextual_scale] * p if ctx else [])
+    loc = [pr.mu_loc] + [pr.beta_loc] * p + [pr.contextual_loc if ctx else 0.0] * p
+    scale = [pr.mu_scale] + [pr.beta_scale] * p + [pr.contextual_scale if ctx else 1.0] * p
     loc += [pr.beta_loc] * q
     scale += [pr.beta_scale] * q
     return RSSpec(
@@ -159,6 +165,7 @@ def rs_spec(model: str, priors: Priors, p: int, q: int) -> RSSpec:
         sigma_a_scale=jnp.asarray(pr.sigma_a_scale),
         sigma_b_scale=jnp.asarray(pr.sigma_b_scale),
         eta=jnp.asarray(pr.lkj_eta),
+        hctx=jnp.asarray(1.0 if ctx else 0.0),
     )
 
 
@@ -180,8 +187,9 @@ class RSData(NamedTuple):
     sd_slope: jax.Array  # () SD of the groups' own least-squares slopes on x0
 
 
-def rs_data(stats: GroupStats, contextual: bool) -> RSData:
-    """:class:`RSData` of one replication's statistics (no leading axis; vmap it)."""
+def rs_data(stats: GroupStats, hctx: jax.Array) -> RSData:
+    """:class:`RSData` of one replication's statistics (no leading axis; vmap it);
+    ``hctx`` (RSSpec) 1 includes the region means of x as columns, 0 zeroes them."""
     p = stats.p
     n = jnp.asarray(stats.n, float)
     r = n.shape[0]
@@ -189,9 +197,8 @@ def rs_data(stats: GroupStats, contextual: bool) -> RSData:
     m = jnp.where(has[:, None], stats.mean, 0.0)  # (R, p + 1) means of [x, y] less origin
     w = jnp.where(has[:, None, None], stats.cross, 0.0)  # (R, p + 1, p + 1) centred
     zr = jnp.where(has[:, None], stats.z, 0.0)
-    ctx = [m[:, :p]] if contextual else []
-    # column means of [X, y~] = [1, x~, (xbar~), z~, y~] per group
-    g = jnp.concatenate([jnp.ones((r, 1))] + [m[:, :p]] + ctx + [zr, m[:, p:]], axis=-1)
+    # column means of [X, y~] = [1, x~, xbar~ (times hctx), z~, y~] per group
+    g = jnp.concatenate([jnp.ones((r, 1)), m[:, :p], hctx * m[:, :p], zr, m[:, p:]], axis=-1)
     k1 = g.shape[-1]
     # centred cross-products of the columns: only x~ and y~ vary within a group
     var = np.r_[np.arange(1, 1 + p), k1 - 1]
@@ -204,7 +211,7 @@ def rs_data(stats: GroupStats, contextual: bool) -> RSData:
     c = jnp.stack([jnp.sqrt(n)[:, None] * g, c2], axis=1)
     resid = jnp.sum(wf - c2[:, :, None] * c2[:, None, :], axis=0)
     ox = stats.origin[0, :p]
-    a = jnp.concatenate([ox] + ([ox] if contextual else []) + [stats.z_origin[0]])
+    a = jnp.concatenate([ox, hctx * ox, stats.z_origin[0]])
     # initial-value guesses
     n_tot = jnp.sum(n)
     n_reg = jnp.sum(has)
@@ -360,18 +367,20 @@ def initial(data: RSData) -> tuple[jax.Array, jax.Array, jax.Array]:
     return centre, var0, jnp.ones(4)
 
 
-def replication_setup(stats: GroupStats, contextual: bool):
+def replication_setup(stats: GroupStats, spec: RSSpec):
     """Per replication of a batch: the data and the initial values' centre, variance, spread."""
-    data = jax.vmap(lambda s: rs_data(s, contextual))(stats)
+    data = jax.vmap(lambda s: rs_data(s, spec.hctx))(stats)
     centre, var0, spread = jax.vmap(initial)(data)
     return data, centre, var0, spread
 
 
 @functools.cache
-def _nuts_program(contextual: bool, chains: int, nuts):
+def _nuts_program(chains: int, nuts):
+    """The jitted NUTS batch program (both models; compiled once per input shape)."""
+
     def run(keys, stats, ids, spec):
         n_rep = keys.shape[0]
-        data, centre, var0, spread = replication_setup(stats, contextual)
+        data, centre, var0, spread = replication_setup(stats, spec)
 
         def per_chain(a):
             return jnp.repeat(a, chains, axis=0)
@@ -410,7 +419,6 @@ def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> D.Dr
     engine ``settings.engine`` ("nuts" or "chees"; "grid" and collapse
     "intercepts" are ConfigErrors, :func:`mlmbias.bayes.options.check_model`)."""
     check_model(model, settings)
-    contextual = MODEL_INFO[model].has_contextual
     spec = rs_spec(model, settings.priors, stats.p, stats.q)
     if settings.engine == "chees":
         from mlmbias.bayes import chees
@@ -418,20 +426,25 @@ def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> D.Dr
         s = chees.chees_settings(settings)
 
         def program_for_tier(tier):
-            return D.with_steps(_chees_program(contextual, s, settings.chees_nrhat_max), spec)
+            return D.with_steps(_chees_program(s, settings.chees_nrhat_max), spec)
 
     else:
         nuts = D.nuts_settings(settings)
 
         def program_for_tier(tier):
-            return D.with_steps(_nuts_program(contextual, settings.chains, nuts), spec)
+            return D.with_steps(_nuts_program(settings.chains, nuts), spec)
 
     fields, steps = D.run_batches(keys, stats, settings.batch_size, program_for_tier)
     checks = None
     if settings.engine == "chees":
         *fields, checks = fields
         checks = np.asarray(checks).astype(bool)
+    values, *fields = fields
+    p = stats.p
+    if not MODEL_INFO[model].has_contextual:  # drop the unused gamma slots
+        values = np.delete(values, np.arange(1 + p, 1 + 2 * p), axis=-1)
     return D.Draws(
+        values,
         *fields,
         batch_steps=np.stack([np.asarray(b) for b in steps]),
         keys=quantity_keys(model, stats.p, stats.q),
@@ -440,10 +453,10 @@ def sample(model: str, keys, stats: GroupStats, settings: BayesSettings) -> D.Dr
 
 
 @functools.cache
-def _chees_program(contextual: bool, s, nrhat_max: float):
+def _chees_program(s, nrhat_max: float):
     from mlmbias.bayes import chees
 
     def setup(stats, ids, spec):
-        return replication_setup(stats, contextual)
+        return replication_setup(stats, spec)
 
     return chees.build_program(setup, logdensity, chain_outputs, s, nrhat_max)

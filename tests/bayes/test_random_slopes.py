@@ -17,7 +17,7 @@ from scipy.stats import norm
 
 from mlmbias import ConfigError, flags
 from mlmbias.bayes import random_slopes as RS
-from mlmbias.bayes.methods import fit_model
+from mlmbias.bayes.methods import COLUMNS, fit_model, monitored, summarize_draws
 from mlmbias.bayes.models import rs_model
 from mlmbias.bayes.options import settings_from_options
 from mlmbias.bayes.priors import Priors
@@ -25,7 +25,7 @@ from mlmbias.bayes.summary import ess_mean
 from mlmbias.groupstats import GroupStats, group_stats_from_arrays
 from mlmbias.registry import Batch, get_method
 
-from .conftest import SMALL
+from .conftest import SEED_DGP, SMALL, make_batch
 
 MODELS = ("rs", "rs-mundlak")
 
@@ -96,9 +96,9 @@ def _dense(codes, x, y, z, r, model, priors, sigma, sa, sb, rho):
     return logp, mean, cov
 
 
-@functools.partial(jax.jit, static_argnums=3)
-def _posterior(spec, stats, u, contextual):
-    data = RS.rs_data(stats, contextual)
+@jax.jit
+def _posterior(spec, stats, u):
+    data = RS.rs_data(stats, spec.hctx)
     return RS.coefficient_posterior(spec, data, RS.scales(spec, u))
 
 
@@ -120,13 +120,17 @@ def test_collapsed_density_matches_dense_algebra(model, p, q):
     spec = RS.rs_spec(model, priors, p, q)
     for sigma, sa, sb, rho in POINTS:
         u = jnp.array([np.log(sigma), np.log(sa), np.log(sb), np.arctanh(rho)])
-        post = _posterior(spec, s1, u, model == "rs-mundlak")
+        post = _posterior(spec, s1, u)
         logp, mean, cov = _dense(codes, x, y, z, r, model, priors, sigma, sa, sb, rho)
         assert float(post.log_marginal) == pytest.approx(logp, abs=1e-8, rel=1e-12)
-        np.testing.assert_allclose(post.mean, mean, rtol=1e-8, atol=1e-8)
+        # rs has the unused gamma slots of rs-mundlak's shape (prior N(0, 1), design 0)
+        keep = np.arange(post.mean.shape[0])
+        if model == "rs":
+            keep = np.delete(keep, np.arange(1 + p, 1 + 2 * p))
+        np.testing.assert_allclose(post.mean[keep], mean, rtol=1e-8, atol=1e-8)
         prec_t = post.chol @ post.chol.T  # precision of theta~ = R^-T Lambda_theta R^-1
         got = post.rmat @ np.linalg.inv(prec_t) @ post.rmat.T
-        np.testing.assert_allclose(got, cov, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(got[np.ix_(keep, keep)], cov, rtol=1e-7, atol=1e-10)
 
 
 def test_scale_prior_and_jacobians():
@@ -158,64 +162,69 @@ def test_engine_and_collapse_refused():
         settings_from_options({"prior_lkj_eta": 0.0})
 
 
-# --- sampling: one small panel, shared by the tests below ----------------------------
+# --- sampling: the seed's scenario, one compiled NUTS program for every test below ---
 
-AGREE = {"model": "rs-mundlak", "p": 1, "q": 1}
 FAMILY_RATE = 1e-3
-N_TESTS = 8  # posterior means of beta, contextual, delta, mu, sigma, sigma_a, sigma_b, rho_ab
+N_TESTS = 7  # posterior means of beta, contextual, mu, sigma, sigma_a, sigma_b, rho_ab
 Z_CRIT = norm.ppf(1 - FAMILY_RATE / N_TESTS / 2)
 
 
 @pytest.fixture(scope="module")
-def agree_panel():
-    return _panel(AGREE["p"], AGREE["q"], seed=3, groups=10, per=10, shift=5.0, empty=False)
+def batches():
+    """Two replications of the seed's scenario (R = 10) per method, keyed as the study keys them."""
+    return {m: make_batch(f"bayes-{m}", SEED_DGP, 11, np.arange(2)) for m in MODELS}
+
+
+# a panel with real random slopes for the agreement test: the seed's shapes (R = 10,
+# one x, no z), so the same compiled program samples it
+AGREE_PANEL = {"seed": 3, "groups": 10, "per": 10, "shift": 2.0, "empty": False}
 
 
 @pytest.fixture(scope="module")
-def collapsed_fit(agree_panel):
-    codes, x, y, z, r = agree_panel
+def nuts_draws(batches):
+    """Both models' draws on the seed's batches, and rs-mundlak's on the agreement
+    panel (one compiled program: rs-mundlak's shape serves rs too)."""
+    settings = settings_from_options(SMALL)
+    out = {m: RS.sample(m, b.keys, b.stats, settings) for m, b in batches.items()}
+    codes, x, y, z, r = _panel(1, 0, **AGREE_PANEL)
     stats, _ = _stats(codes, x, y, z, r)
     keys = np.asarray(jax.random.split(jax.random.PRNGKey(1), 1))
-    return RS.sample(AGREE["model"], keys, stats, settings_from_options(SMALL))
+    out["agree"] = RS.sample("rs-mundlak", keys, stats, settings)
+    return out
 
 
-@functools.cache
-def _reference(codes, x, y, z, r):
+def _reference(codes, x, y, r):
     mcmc = MCMC(
-        NUTS(functools.partial(rs_model, n_regions=r, contextual=True)),
+        NUTS(functools.partial(rs_model, n_regions=r, contextual=True), target_accept_prob=0.9),
         num_warmup=400,
         num_samples=1000,
         num_chains=2,
-        chain_method="sequential",
+        chain_method="vectorized",
         progress_bar=False,
     )
-    mcmc.run(jax.random.PRNGKey(7), codes, x, y, z=z)
+    mcmc.run(jax.random.PRNGKey(7), codes, x, y)
     return {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
 
 
-def test_collapsed_nuts_agrees_with_the_observation_level_model(agree_panel, collapsed_fit):
-    """Posterior means, collapsed NUTS vs the observation-level NumPyro model by NUTS.
+def test_collapsed_nuts_agrees_with_the_observation_level_model(nuts_draws):
+    """Posterior means of rs-mundlak on one small panel with random slopes (10 groups
+    of 2-10 observations, sigma_b = 0.5, rho = 0.4, x around 2): collapsed NUTS
+    (SMALL) vs the observation-level NumPyro model (models.rs_model, NUTS, 2 x 1000
+    draws after 400 warm-up iterations, target acceptance 0.9).
 
     Each difference is a z-score with the two Monte Carlo SEs (SD / sqrt(ESS) of
-    each sampler); 8 two-sided tests at 0.001 / 8 each (Bonferroni), so a correct
+    each sampler); 7 two-sided tests at 0.001 / 7 each (Bonferroni), so a correct
     implementation fails with probability below 0.001.
     """
-    ref = _reference(*agree_panel)
-    draws = collapsed_fit
-    pairs = {
-        "beta": (draws.get("beta", "x0"), ref["beta"][..., 0]),
-        "contextual": (draws.get("contextual", "x0"), ref["contextual"][..., 0]),
-        "delta": (draws.get("beta", "z0"), ref["delta"][..., 0]),
-        "mu": (draws.get("mu", ""), ref["mu"]),
-        "sigma": (draws.get("sigma", ""), ref["sigma"]),
-        "sigma_a": (draws.get("sigma_a", ""), ref["sigma_a"]),
-        "sigma_b": (draws.get("sigma_b", ""), ref["sigma_b"]),
-        "rho_ab": (draws.get("rho_ab", ""), ref["rho_ab"]),
-    }
-    assert len(pairs) == N_TESTS
+    codes, x, y, z, r = _panel(1, 0, **AGREE_PANEL)
+    ref = _reference(codes, x, y, r)
+    draws = nuts_draws["agree"]
+    names = ("beta", "contextual", "mu", "sigma", "sigma_a", "sigma_b", "rho_ab")
+    assert len(names) == N_TESTS
     zs = {}
-    for name, (a, b) in pairs.items():
-        a = a[0]
+    for name in names:
+        a = draws.get(name)[0]
+        b = ref[name].reshape(ref[name].shape[:2])
         se_a = a.std() / np.sqrt(ess_mean(a[None])[0])
         se_b = b.std() / np.sqrt(ess_mean(b[None])[0])
         zs[name] = (a.mean() - b.mean()) / np.hypot(se_a, se_b)
@@ -225,31 +234,55 @@ def test_collapsed_nuts_agrees_with_the_observation_level_model(agree_panel, col
     assert draws.divergences[0] == 0
 
 
-def test_draws_keys_and_diagnostics(collapsed_fit):
-    keys = RS.quantity_keys("rs-mundlak", 1, 1)
-    assert collapsed_fit.keys == keys
-    assert collapsed_fit.values.shape == (1, SMALL["chains"], SMALL["draws"], len(keys))
-    rho = collapsed_fit.get("rho_ab", "")
-    assert np.all(np.abs(rho) < 1) and np.all(collapsed_fit.get("sigma_b", "") > 0)
-
-
-@pytest.mark.parametrize("engine", ["nuts", "chees"])
-def test_fit_functions(seed_stats, engine):
-    """Both registered methods on two replications of the seed's scenario (which has
-    no random slope: sigma_b near 0 must not trouble the sampler), both engines."""
-    options = dict(SMALL)
-    if engine == "chees":
-        options.update(engine="chees", chees_warmup=150, chees_draws=100)
-    keys = np.asarray(jax.random.split(jax.random.PRNGKey(2), 2))
-    for name in ("bayes-rs", "bayes-rs-mundlak"):
-        out = get_method(name).load()(Batch(keys=keys, stats=seed_stats), 0.9, options)
-        want = [("beta", "x0")] + ([("contextual", "x0")] if name.endswith("mundlak") else [])
-        assert list(out) == want
-        for cols in out.values():
-            assert cols["estimate"].shape == (2,)
+def test_draws_keys_and_registry_output(batches, nuts_draws):
+    """Draw keys per model; the registered fit function gives exactly the summary of
+    the same keys' draws (determinism), with the usual columns and convergence."""
+    for m in MODELS:
+        draws = nuts_draws[m]
+        keys = RS.quantity_keys(m, 1, 0)
+        assert draws.keys == keys
+        assert draws.values.shape == (2, SMALL["chains"], SMALL["draws"], len(keys))
+        assert np.all(np.abs(draws.get("rho_ab")) < 1) and np.all(draws.get("sigma_b") > 0)
+    out = get_method("bayes-rs-mundlak").load()(batches["rs-mundlak"], 0.9, SMALL)
+    want = summarize_draws("rs-mundlak", nuts_draws["rs-mundlak"], 0.9, 1.01, 400.0)
+    assert list(out) == [("beta", "x0"), ("contextual", "x0")]
+    for key, cols in out.items():
+        assert set(cols) == set(COLUMNS)
+        for c in COLUMNS:
+            np.testing.assert_array_equal(cols[c], want[key][c])
+    rs = summarize_draws("rs", nuts_draws["rs"], 0.9, 1.01, 400.0)
+    assert list(rs) == [("beta", "x0")]
+    for res in (out, rs):
+        for cols in res.values():
             assert np.all(np.isfinite(cols["estimate"])) and np.all(cols["se"] > 0)
             assert np.all(cols["lower"] < cols["upper"])
-            assert np.all(cols["flag"] & flags.NONFINITE == 0)
             assert np.all(np.isfinite(cols["corr_beta_sigma_a"]))
-        # the seed's beta is 1 (x in tens of ad spend): the posterior sits near it
-        assert np.all(np.abs(out[("beta", "x0")]["estimate"] - 1.0) < 4 * out[("beta", "x0")]["se"])
+            assert np.all(cols["flag"] & flags.NONFINITE == 0)
+    # the seed's beta is 1.5: the posterior sits near it
+    beta = out[("beta", "x0")]
+    assert np.all(np.abs(beta["estimate"] - 1.5) < 4 * beta["se"])
+
+
+def test_monitored_includes_the_slope_scales():
+    assert monitored("rs", 1, 0)[-2:] == (("sigma_b", ""), ("rho_ab", ""))
+    assert monitored("rs-mundlak", 2, 1)[:5] == (
+        ("beta", "x0"),
+        ("beta", "x1"),
+        ("beta", "z0"),
+        ("contextual", "x0"),
+        ("contextual", "x1"),
+    )
+
+
+@pytest.mark.slow
+def test_chees_engine(batches):
+    """The chees engine on both models (its own compiled program)."""
+    options = {**SMALL, "engine": "chees", "chees_warmup": 200, "chees_draws": 150}
+    for m in MODELS:
+        draws = RS.sample(m, batches[m].keys, batches[m].stats, settings_from_options(options))
+        assert draws.checks is not None and draws.checks.shape == (2,)
+        assert draws.values.shape[1:3] == (16, 150)
+        out = summarize_draws(m, draws, 0.9, 1.01, 400.0)
+        beta = out[("beta", "x0")]
+        assert np.all(np.abs(beta["estimate"] - 1.5) < 4 * beta["se"])
+        assert np.all(beta["divergences"] == 0)
