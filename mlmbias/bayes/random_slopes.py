@@ -178,7 +178,8 @@ class RSData(NamedTuple):
     n: jax.Array  # (R,)
     c: jax.Array  # (R, 2, K + 1) Q_j'[X_j, y~_j]: sqrt(n_j) (column means), w0_j / sqrt(W00_j)
     rz: jax.Array  # (R, 2) (sqrt(n_j), sqrt(W00_j)): Z_j's R factor, diagonal
-    xbar0: jax.Array  # (R,) group means of x0 on the user's scale
+    dx0: jax.Array  # (R,) group means of x0 less x_c (0 for an empty group)
+    xc: jax.Array  # () x_c, the mean of x0 over the observations (the user's scale)
     resid: jax.Array  # (K + 1, K + 1) Σ_j of the within cross-products less their Z_j part
     a: jax.Array  # (K - 1,) T = I + e_0 a': the origins of the non-intercept columns
     oy: jax.Array  # () origin of y
@@ -212,8 +213,9 @@ def rs_data(stats: GroupStats, hctx: jax.Array) -> RSData:
     resid = jnp.sum(wf - c2[:, :, None] * c2[:, None, :], axis=0)
     ox = stats.origin[0, :p]
     a = jnp.concatenate([ox, hctx * ox, stats.z_origin[0]])
-    # initial-value guesses
     n_tot = jnp.sum(n)
+    cx0 = jnp.sum(n * m[:, 0]) / jnp.maximum(n_tot, 1.0)
+    # initial-value guesses
     n_reg = jnp.sum(has)
     sd_w = jnp.sqrt(jnp.maximum(jnp.sum(w[:, p, p]), 1e-12) / jnp.maximum(n_tot - n_reg, 1.0))
     cy = jnp.sum(n * m[:, p]) / jnp.maximum(n_tot, 1.0)
@@ -227,7 +229,8 @@ def rs_data(stats: GroupStats, hctx: jax.Array) -> RSData:
         n=n,
         c=c,
         rz=jnp.stack([jnp.sqrt(n), rw], axis=-1),
-        xbar0=jnp.where(has, ox[0] + m[:, 0], 0.0),
+        dx0=jnp.where(has, m[:, 0] - cx0, 0.0),
+        xc=ox[0] + cx0,
         resid=resid,
         a=a,
         oy=stats.origin[0, p],
@@ -238,60 +241,78 @@ def rs_data(stats: GroupStats, hctx: jax.Array) -> RSData:
 
 
 class Scales(NamedTuple):
+    """The scales of one point u, on the user's scale, and the sampler's root of Sigma_c."""
+
     sigma: jax.Array
     sigma_a: jax.Array
     sigma_b: jax.Array
-    rho: jax.Array
+    rho: jax.Array  # rho_ab
+    root: jax.Array  # (2, 2) L_c, the Cholesky factor of Sigma_c (effects at x0 = x_c)
     log_prior: jax.Array  # log prior density of u (Jacobians included)
 
 
-def scales(spec: RSSpec, u: jax.Array) -> Scales:
-    """The scales and their log prior density on the unconstrained u = (log sigma,
-    log sigma_a, log sigma_b, atanh rho): half-normals, LKJ(eta) as (rho + 1) / 2 ~
-    Beta(eta, eta), and the Jacobians sigma, sigma_a, sigma_b and 1 - rho^2."""
-    sigma, sigma_a, sigma_b = jnp.exp(u[0]), jnp.exp(u[1]), jnp.exp(u[2])
-    rho = jnp.tanh(u[3])
-    lp = 0.0
-    for value, log_value, scale in (
-        (sigma, u[0], spec.sigma_scale),
-        (sigma_a, u[1], spec.sigma_a_scale),
-        (sigma_b, u[2], spec.sigma_b_scale),
-    ):
-        lp = lp + LOG_2 + jax.scipy.stats.norm.logpdf(value, 0.0, scale) + log_value
-    # log((1 + rho) / 2) and log((1 - rho) / 2), stable in u: log-sigmoids of +-2u
+def scales(spec: RSSpec, u: jax.Array, xc: jax.Array) -> Scales:
+    """The scales and the log prior density of the sampler's unconstrained u =
+    (log sigma, log sigma_c, log sigma_b, atanh rho_c), the random effects
+    expressed at x0 = ``xc`` (the data's mean of x0; see the module docstring).
+
+    The prior is the user's: HalfNormal on sigma, sigma_a and sigma_b, LKJ(eta) on
+    rho_ab ((rho_ab + 1) / 2 ~ Beta(eta, eta)), times the Jacobian sigma_c^2 /
+    sigma_a^2 of (sigma_a, rho_ab) -> (sigma_c, rho_c) and those of the logs and
+    atanh: sigma, sigma_c, sigma_b and 1 - rho_c^2.
+    """
+    sigma, sigma_c, sigma_b = jnp.exp(u[0]), jnp.exp(u[1]), jnp.exp(u[2])
+    rho_c = jnp.tanh(u[3])
+    # log((1 + rho_c) / 2) and log((1 - rho_c) / 2), stable in u: log-sigmoids of +-2u
     lo_p = jax.nn.log_sigmoid(2.0 * u[3])
     lo_m = jax.nn.log_sigmoid(-2.0 * u[3])
+    log_1m_rc2 = 2.0 * LOG_2 + lo_p + lo_m  # log(1 - rho_c^2)
+    cc = jnp.exp(0.5 * log_1m_rc2)  # sqrt(1 - rho_c^2)
+    root = jnp.stack(
+        [jnp.stack([sigma_c, jnp.zeros_like(sigma_c)]), jnp.stack([rho_c * sigma_b, cc * sigma_b])]
+    )
+    # the user's scale: root of Sigma = B L_c, B = [[1, -xc], [0, 1]]; a sum of squares
+    r00 = sigma_c - xc * rho_c * sigma_b
+    r01 = -xc * cc * sigma_b
+    sigma_a = jnp.hypot(r00, r01)
+    rho = jnp.clip((r00 * rho_c * sigma_b + r01 * cc * sigma_b) / (sigma_a * sigma_b), -1.0, 1.0)
+    lp = 0.0
+    for value, scale in ((sigma, spec.sigma_scale), (sigma_a, spec.sigma_a_scale)):
+        lp = lp + LOG_2 + jax.scipy.stats.norm.logpdf(value, 0.0, scale)
+    lp = lp + LOG_2 + jax.scipy.stats.norm.logpdf(sigma_b, 0.0, spec.sigma_b_scale)
     eta = spec.eta
     log_beta = 2.0 * jax.scipy.special.gammaln(eta) - jax.scipy.special.gammaln(2.0 * eta)
-    lp_rho = (eta - 1.0) * (lo_p + lo_m) - log_beta - LOG_2
-    log_jac_rho = 2.0 * LOG_2 + lo_p + lo_m  # log(1 - rho^2)
-    return Scales(sigma, sigma_a, sigma_b, rho, lp + lp_rho + log_jac_rho)
+    xlogy = jax.scipy.special.xlogy
+    lp_rho = xlogy(eta - 1.0, (1.0 + rho) / 2.0) + xlogy(eta - 1.0, (1.0 - rho) / 2.0)
+    lp = lp + lp_rho - log_beta - LOG_2
+    log_jac = 2.0 * (u[1] - jnp.log(sigma_a)) + u[0] + u[1] + u[2] + log_1m_rc2
+    return Scales(sigma, sigma_a, sigma_b, rho, root, lp + log_jac)
 
 
-def _cholesky_sigma(sc: Scales) -> jax.Array:
-    """L, the lower Cholesky factor of Sigma (the user's scale)."""
-    c = jnp.sqrt(jnp.maximum(1.0 - sc.rho**2, 0.0))
-    zero = jnp.zeros_like(sc.sigma_a)
-    return jnp.stack(
-        [jnp.stack([sc.sigma_a, zero]), jnp.stack([sc.rho * sc.sigma_b, c * sc.sigma_b])]
-    )
+def to_unconstrained(sigma, sigma_a, sigma_b, rho, xc) -> jax.Array:
+    """The sampler's u of the user's scales (the inverse of :func:`scales`)."""
+    c = jnp.sqrt(1.0 - rho**2)
+    r00 = sigma_a + xc * rho * sigma_b  # root of Sigma_c = A_c L, A_c = [[1, xc], [0, 1]]
+    r01 = xc * c * sigma_b
+    sigma_c = jnp.hypot(r00, r01)
+    rho_c = (r00 * rho * sigma_b + r01 * c * sigma_b) / (sigma_c * sigma_b)
+    return jnp.stack([jnp.log(sigma), jnp.log(sigma_c), jnp.log(sigma_b), jnp.arctanh(rho_c)])
 
 
 def quadratic(data: RSData, sc: Scales) -> tuple[jax.Array, jax.Array]:
     """(Σ_j [X, y~]' V_j^-1 [X, y~] (K + 1, K + 1), Σ_j log |V_j|), per group by
     Woodbury in the well-conditioned form of the module docstring."""
     s2 = sc.sigma**2
-    low = _cholesky_sigma(sc)
 
-    def group(c, rz, xbar0, n):
-        amat = jnp.stack([jnp.stack([jnp.ones(()), xbar0]), jnp.stack([jnp.zeros(()), 1.0])])
-        b = rz[:, None] * (amat @ low)  # R_j A_j L
+    def group(c, rz, dx0, n):
+        amat = jnp.stack([jnp.stack([jnp.ones(()), dx0]), jnp.stack([jnp.zeros(()), 1.0])])
+        b = rz[:, None] * (amat @ sc.root)  # R_j A_j L_c
         k2 = s2 * jnp.eye(2) + b @ b.T
         det = k2[0, 0] * k2[1, 1] - k2[0, 1] * k2[1, 0]
         kinv = jnp.stack([jnp.stack([k2[1, 1], -k2[0, 1]]), jnp.stack([-k2[1, 0], k2[0, 0]])]) / det
         return c.T @ kinv @ c, (n - 2.0) * jnp.log(s2) + jnp.log(det)
 
-    h, logdet = jax.vmap(group)(data.c, data.rz, data.xbar0, data.n)
+    h, logdet = jax.vmap(group)(data.c, data.rz, data.dx0, data.n)
     return data.resid / s2 + jnp.sum(h, axis=0), jnp.sum(logdet)
 
 
@@ -331,14 +352,14 @@ def coefficient_posterior(spec: RSSpec, data: RSData, sc: Scales) -> Posterior:
 def logdensity(u: jax.Array, data: RSData, spec: RSSpec) -> jax.Array:
     """log p(u | y) up to a constant: the sampled density, theta and the group effects
     integrated out."""
-    sc = scales(spec, u)
+    sc = scales(spec, u, data.xc)
     return sc.log_prior + coefficient_posterior(spec, data, sc).log_marginal
 
 
 def draw_outputs(key, u, data: RSData, spec: RSSpec) -> jax.Array:
     """One draw of every quantity of :func:`quantity_keys` given the scales u:
     theta exactly from its Gaussian conditional."""
-    sc = scales(spec, u)
+    sc = scales(spec, u, data.xc)
     post = coefficient_posterior(spec, data, sc)
     eps = jax.random.normal(key, post.mean.shape)
     theta = post.mean + post.rmat @ linalg.solve_lower_t(post.chol, eps)
