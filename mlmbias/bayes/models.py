@@ -8,6 +8,10 @@ the centred form. The priors are those of :mod:`mlmbias.bayes.priors`, the same
 as the collapsed forms of :mod:`mlmbias.bayes.collapsed`, so both must give the
 same posterior (tests/bayes/test_agreement.py).
 
+``rs_model`` (random intercepts and a random slope on the first x, the reference
+of :mod:`mlmbias.bayes.random_slopes`) is outside ``MODELS``: it takes x (obs, p),
+z and a ``contextual`` switch.
+
 Sites: ``mu``, ``beta``, ``contextual`` (Mundlak), ``beta_between`` (within-
 between), ``sigma``, ``sigma_a``, ``z`` and the deterministic ``alpha`` (region
 intercepts in y = alpha_r + beta x form; for rewb, alpha_r = mu + (beta_between

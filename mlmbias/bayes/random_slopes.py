@@ -20,11 +20,21 @@ intercepts at x0 = 0, and the priors (:mod:`mlmbias.bayes.priors`) are
 
 Collapse. Everything linear is integrated out exactly: the group effects and the
 coefficients theta = (mu, beta (p), gamma (p, rs-mundlak only), delta (q)). The
-sampler (NUTS or ChEES) sees only the four unconstrained scales
+sampler (NUTS or ChEES) sees only four unconstrained scales,
 
-    u = (log sigma, log sigma_a, log sigma_b, atanh rho_ab)
+    u = (log sigma, log sigma_c, log sigma_b, atanh rho_c),
 
-with the Jacobians of those maps, and theta is drawn afterwards, draw by draw,
+where (sigma_c, rho_c) are the intercept SD and the intercept-slope correlation
+of the group effects at x0 = x_c, the mean of x0 over the observations
+(Sigma_c = A_c Sigma A_c', A_c = [[1, x_c], [0, 1]]). Where x0 = 0 lies far from
+the data, sigma_a and rho_ab on the user's scale are extrapolations, strongly
+dependent on sigma_b; sigma_c and rho_c are what the data inform. The density is
+the user's prior on (sigma_a, sigma_b, rho_ab) carried over exactly: the map
+Sigma_c -> Sigma is linear in the entries with unit determinant, so the Jacobian
+of (sigma_c, sigma_b, rho_c) -> (sigma_a, sigma_b, rho_ab) is sigma_c^2 /
+sigma_a^2; with those of the log and atanh maps (sigma, sigma_c, sigma_b, 1 -
+rho_c^2) it is in :func:`scales`, which also reports the user's sigma_a and
+rho_ab per draw. theta is drawn afterwards, draw by draw,
 from its exact Gaussian conditional given the draw's scales (as the collapsed
 random-intercept models do: collapse = "coefficients"; the collapse option's
 "intercepts" form does not exist here and is a ConfigError).
@@ -38,11 +48,12 @@ around its own mean of x0, on the user's scale:
 
     u0_j + u1_j x0 = (u0_j + u1_j xbar0_j) + u1_j (x0 - xbar0_j),
 
-so group j's effects in these coordinates have covariance A_j Sigma A_j', A_j =
-[[1, xbar0_j], [0, 1]]: the same model (the priors stay on the user's scale),
-Sigma re-expressed, not a different prior. Its square root A_j L, with L =
-[[sigma_a, 0], [rho sigma_b, sigma_b sqrt(1 - rho^2)]] the Cholesky factor of
-Sigma, is never inverted, so rho -> +-1 is harmless.
+so group j's effects in these coordinates have covariance A_j Sigma A_j' =
+A_j' Sigma_c A_j'', A_j = [[1, xbar0_j], [0, 1]], A_j' = [[1, xbar0_j - x_c], [0,
+1]] (an origin-relative difference, exact): the same model, Sigma re-expressed,
+not a different prior. Its square root A_j' L_c, with L_c = [[sigma_c, 0], [rho_c
+sigma_b, sigma_b sqrt(1 - rho_c^2)]] the Cholesky factor of Sigma_c, is never
+inverted, so rho_c -> +-1 is harmless. Below, A_j L stands for A_j' L_c.
 
 Per group the marginal of its n_j outcomes is N(X_j theta~, V_j), V_j = sigma^2 I
 + Z_j (A_j L)(A_j L)' Z_j' with Z_j = [1, x0 - xbar0_j] = Q_j R_j: orthogonal
