@@ -9,6 +9,7 @@ Modules (imported on first use; importing this package does not import NumPyro):
 - ``collapsed``: the same models' log densities from the group statistics alone;
 - ``sampler``: batched NUTS over replications x chains (NumPyro's functional ``hmc``);
 - ``draws``: draws for many replications; ``summary``: summaries and diagnostics;
+- ``random_slopes``: the random-slope models (bayes-rs, bayes-rs-mundlak), collapsed;
 - ``intercepts``: exact conditional draws of the region intercepts;
 - ``methods``: the registry's fit functions.
 """
@@ -57,6 +58,22 @@ METHOD_SPECS: list[MethodSpec] = [
         "mlmbias.bayes.methods:fit_rewb",
         _ESTIMANDS_CONTEXT,
         "Bayesian within-between model: region-mean-centred ad spend plus the region mean",
+        family="Bayesian",
+    ),
+    MethodSpec(
+        "bayes-rs",
+        "bayes",
+        "mlmbias.bayes.methods:fit_rs",
+        _ESTIMANDS_BETA,
+        "Bayesian random intercepts and a random slope on the first x, correlated (LKJ)",
+        family="Bayesian",
+    ),
+    MethodSpec(
+        "bayes-rs-mundlak",
+        "bayes",
+        "mlmbias.bayes.methods:fit_rs_mundlak",
+        _ESTIMANDS_CONTEXT,
+        "Bayesian random intercepts and slope on the first x plus the region means of the x",
         family="Bayesian",
     ),
 ]

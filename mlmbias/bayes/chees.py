@@ -104,15 +104,18 @@ def _warm_info(state, info, adaptation_state):
     return _WarmInfo(info.num_integration_steps, info.is_divergent)
 
 
-def chees_replication(key, cs, spec, centre, var0, spread, mode: str, s: CheesSettings):
+def chees_replication(key, cs, spec, centre, var0, spread, s: CheesSettings, logdensity, outputs):
     """Warm up and sample one replication's chains (vmapped over replications).
+
+    ``logdensity(z, cs, spec)`` is the sampled density and ``outputs(key, zs,
+    cs, spec)`` turns one chain's draws into the quantities' draws (for the
+    collapsed models ``D.logdensity_of(mode)`` and ``D.chain_outputs``).
 
     Returns (values (chains, draws, quantities), divergences (), step size (),
     acceptance (chains,), warm-up steps (warmup, chains), draw steps (draws,
     chains), nested R-hat (quantities,)). Pure: a non-finite density shows up
     as non-finite draws or divergences, not as an error.
     """
-    logdensity = D.logdensity_of(mode)
     scale = jnp.sqrt(var0)
     dim = centre.shape[0]
     m = s.chains // s.superchains
@@ -149,7 +152,7 @@ def chees_replication(key, cs, spec, centre, var0, spread, mode: str, s: CheesSe
     _, (w, divergent, steps, accept) = jax.lax.scan(draw, states, jax.random.split(k_draw, s.draws))
     z = centre + scale * jnp.moveaxis(w, 0, 1)  # (chains, draws, dim)
     chain_keys = jax.random.split(k_post, s.chains)
-    values = jax.vmap(lambda k, zs: D.chain_outputs(mode, k, zs, cs, spec))(chain_keys, z)
+    values = jax.vmap(lambda k, zs: outputs(k, zs, cs, spec))(chain_keys, z)
     nrhat = nested_rhat(jnp.moveaxis(values, -1, 0), s.superchains)
     return (
         values,
@@ -164,7 +167,24 @@ def chees_replication(key, cs, spec, centre, var0, spread, mode: str, s: CheesSe
 
 @functools.cache
 def _program(mode: str, s: CheesSettings, num_classes: int, nrhat_max: float):
-    """The jitted batch program (compiled once per input shape)."""
+    """The jitted batch program of the collapsed models (compiled once per input shape)."""
+
+    def setup(stats, ids, spec):
+        return D.replication_setup(stats, ids, spec, mode, num_classes)
+
+    return build_program(
+        setup, D.logdensity_of(mode), functools.partial(D.chain_outputs, mode), s, nrhat_max
+    )
+
+
+def build_program(setup, logdensity, outputs, s: CheesSettings, nrhat_max: float):
+    """A jitted ChEES batch program ``run(keys, stats, ids, spec)``.
+
+    ``setup(stats, ids, spec)`` gives per replication (leading axis) the density's
+    data, the initial values' centre, variance guess and spread;
+    ``logdensity`` and ``outputs`` are as :func:`chees_replication` takes them
+    (also used by :mod:`mlmbias.bayes.random_slopes`).
+    """
 
     def run(keys, stats, ids, spec):
         # BlackJAX broadcasts (chains, dim) against (dim,) implicitly
@@ -172,9 +192,9 @@ def _program(mode: str, s: CheesSettings, num_classes: int, nrhat_max: float):
             return body(keys, stats, ids, spec)
 
     def body(keys, stats, ids, spec):
-        cs, centre, var0, spread = D.replication_setup(stats, ids, spec, mode, num_classes)
+        cs, centre, var0, spread = setup(stats, ids, spec)
         values, div, step, accept, warm_steps, steps, nrhat = jax.vmap(
-            lambda k, c, ce, v, sp: chees_replication(k, c, spec, ce, v, sp, mode, s)
+            lambda k, c, ce, v, sp: chees_replication(k, c, spec, ce, v, sp, s, logdensity, outputs)
         )(keys, cs, centre, var0, spread)
         n_rep = keys.shape[0]
         finite = jnp.isfinite(values).all(axis=(1, 2, 3))

@@ -10,7 +10,12 @@ With p within-varying covariates x_1..x_p and q level-2 covariates z_1..z_q
     re        y = mu + x'beta + z'delta + a_r + e
     mundlak   y = mu + x'beta + xbar_r'gamma + z'delta + a_r + e
     rewb      y = mu + (x - xbar_r)'beta_w + xbar_r'beta_b + z'delta + a_r + e
+    rs        y = mu + x'beta + z'delta + a_r + b_r x_1 + e       ((a_r, b_r) correlated)
+    rs-mundlak  the same plus xbar_r'gamma
 
+(rs and rs-mundlak, :mod:`mlmbias.bayes.random_slopes`: a random slope on the
+first x, engines nuts and chees only; their convergence also monitors sigma_b and
+rho_ab)
 and the output is keyed (estimand, term) like the frequentist methods': ("beta",
 "x{j}") per x (beta_w for rewb), ("beta", "z{k}") per z (delta; not for fe) and,
 for mundlak and rewb, ("contextual", "x{j}") per x (gamma_j; beta_b,j - beta_w,j
@@ -43,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from mlmbias import flags
+from mlmbias.bayes import random_slopes as RS
 from mlmbias.bayes.collapsed import MODEL_INFO
 from mlmbias.bayes.draws import Draws, sample
 from mlmbias.bayes.options import settings_from_options
@@ -68,9 +74,12 @@ COLUMNS = (
 )
 
 
+INFO = {**MODEL_INFO, **RS.MODEL_INFO}  # the collapsed models, then the random-slope ones
+
+
 def reported(model: str, p: int = 1, q: int = 0) -> tuple[tuple[str, str], ...]:
     """The (estimand, term) keys of ``model``'s output, in order."""
-    info = MODEL_INFO[model]
+    info = INFO[model]
     keys = [("beta", f"x{j}") for j in range(p)]
     if model != "fe":  # the region intercepts absorb level-2 covariates
         keys += [("beta", f"z{j}") for j in range(q)]
@@ -81,14 +90,17 @@ def reported(model: str, p: int = 1, q: int = 0) -> tuple[tuple[str, str], ...]:
 
 def monitored(model: str, p: int = 1, q: int = 0) -> tuple[tuple[str, str], ...]:
     """The quantities whose R-hat and ESS decide convergence: the reported
-    coefficients, then mu, sigma and sigma_a where the model has them."""
-    info = MODEL_INFO[model]
+    coefficients, then mu, sigma and sigma_a where the model has them (and
+    sigma_b and rho_ab in the random-slope models)."""
+    info = INFO[model]
     keys = list(reported(model, p, q))
     if info.has_mu:
         keys.append(("mu", ""))
     keys.append(("sigma", ""))
     if info.has_sigma_a:
         keys.append(("sigma_a", ""))
+    if model in RS.MODEL_INFO:
+        keys += [(name, "") for name in RS.EXTRA_PARAMS]
     return tuple(keys)
 
 
@@ -103,7 +115,7 @@ def summarize_draws(
     model: str, draws: Draws, level: float, rhat_max: float, ess_min: float
 ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """The registry's output for ``model`` from its draws."""
-    info = MODEL_INFO[model]
+    info = INFO[model]
     p, q = _dims(draws.keys)
     sums = {key: summarize(draws.get(*key), level) for key in monitored(model, p, q)}
     if draws.checks is None:
@@ -170,7 +182,10 @@ def fit_model(
         )
         keys = reported(model, batch.stats.p, batch.stats.q)
         return {key: dict(empty) for key in keys}
-    draws = sample(model, batch.keys, batch.stats, settings)
+    if model in RS.MODEL_INFO:
+        draws = RS.sample(model, batch.keys, batch.stats, settings)
+    else:
+        draws = sample(model, batch.keys, batch.stats, settings)
     return summarize_draws(model, draws, level, settings.rhat_max, settings.ess_min)
 
 
@@ -192,3 +207,11 @@ def fit_mundlak(batch: Batch, level: float, options: Mapping[str, Any]):
 
 def fit_rewb(batch: Batch, level: float, options: Mapping[str, Any]):
     return fit_model("rewb", batch, level, options)
+
+
+def fit_rs(batch: Batch, level: float, options: Mapping[str, Any]):
+    return fit_model("rs", batch, level, options)
+
+
+def fit_rs_mundlak(batch: Batch, level: float, options: Mapping[str, Any]):
+    return fit_model("rs-mundlak", batch, level, options)

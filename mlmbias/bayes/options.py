@@ -6,7 +6,8 @@ key                default         meaning
 engine             "nuts"          sampler of the (log sigma, log sigma_a) posterior:
                                    "nuts" (batched NUTS, mlmbias.bayes.sampler),
                                    "grid" (quadrature, mlmbias.bayes.grid: exact up
-                                   to the grid; needs collapse = "coefficients") or
+                                   to the grid; needs collapse = "coefficients";
+                                   not for the random-slope models) or
                                    "chees" (ChEES-HMC, mlmbias.bayes.chees: many
                                    short chains; chains, warmup, draws, dense_mass,
                                    target_accept, max_tree_depth, rhat_max and
@@ -198,6 +199,31 @@ def check_collapse(settings: BayesSettings, engine: str | None = None) -> None:
         raise ConfigError(
             f"engine '{engine}' needs collapse = 'coefficients' ({why}), got collapse = "
             f"{settings.collapse!r}; use engine 'nuts' for collapse = 'intercepts'"
+        )
+
+
+RANDOM_SLOPE_MODELS = ("rs", "rs-mundlak")
+
+
+def check_model(model: str, settings: BayesSettings) -> None:
+    """A ConfigError when the settings cannot sample ``model``: the random-slope
+    models (mlmbias.bayes.random_slopes) sample a four-dimensional posterior of
+    scales (sigma, sigma_a, sigma_b, rho_ab) with the coefficients always
+    integrated out, so they run on engines "nuts" and "chees" only and have no
+    collapse "intercepts" form. The other models: :func:`check_collapse`."""
+    if model not in RANDOM_SLOPE_MODELS:
+        check_collapse(settings)
+        return
+    if settings.engine == "grid":
+        raise ConfigError(
+            f"bayes-{model} cannot use engine 'grid': the grid integrates a two-dimensional "
+            "(log sigma, log sigma_a) posterior and a random-slope model's has four dimensions "
+            "(sigma, sigma_a, sigma_b, rho_ab); use engine 'nuts' or 'chees'"
+        )
+    if settings.collapse != "coefficients":
+        raise ConfigError(
+            f"bayes-{model} needs collapse = 'coefficients' (its coefficients and group "
+            f"effects are always integrated out), got collapse = {settings.collapse!r}"
         )
 
 

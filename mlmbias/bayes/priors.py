@@ -19,6 +19,12 @@ sigma         HalfNormal(25)       residual (month-level) SD; the seed's is 10
                                    (``prior_sigma_scale`` only)
 sigma_a       HalfNormal(50)       SD of the region intercepts around their mean
                                    (``prior_sigma_a_scale`` only)
+sigma_b       HalfNormal(10)       SD of the region slopes on the first x around beta
+                                   (bayes-rs, bayes-rs-mundlak; the beta prior's scale)
+                                   (``prior_sigma_b_scale`` only)
+lkj_eta       LKJ(1)               shape of the LKJ prior on the correlation rho_ab of
+                                   the random intercepts and slopes: (rho_ab + 1) / 2
+                                   ~ Beta(eta, eta); 1 is uniform (``prior_lkj_eta``)
 alpha         Normal(0, 1000)      the dummy-variable model's region intercepts, each
                                    independent: a wide, fixed prior, so that the model
                                    is the no-pooling (classical fixed-effects) model
@@ -67,6 +73,8 @@ class Priors:
     between_scale: float = 10.0
     sigma_scale: float = 25.0
     sigma_a_scale: float = 50.0
+    sigma_b_scale: float = 10.0
+    lkj_eta: float = 1.0
     alpha_loc: float = 0.0
     alpha_scale: float = 1000.0
 
@@ -78,7 +86,7 @@ class Priors:
                 raise ConfigError(f"'{key}' must be a number, got {value!r}")
             if not math.isfinite(value):
                 raise ConfigError(f"'{key}' must be finite, got {value!r}")
-            if f.name.endswith("_scale") and value <= 0:
+            if (f.name.endswith("_scale") or f.name == "lkj_eta") and value <= 0:
                 raise ConfigError(f"'{key}' must be > 0, got {value!r}")
             object.__setattr__(self, f.name, float(value))
 

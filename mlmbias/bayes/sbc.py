@@ -34,12 +34,17 @@ class SBCResult(NamedTuple):
     divergent: np.ndarray  # (trials,) bool
 
 
+RANDOM_SLOPES = ("rs", "rs-mundlak")
+
+
 def prior_draws(model: str, settings: BayesSettings, n: int, rng) -> dict[str, np.ndarray]:
-    """n draws of the model's parameters from its prior (mundlak and re only)."""
-    if model not in ("re", "mundlak"):
-        raise ValueError("SBC is set up for the 're' and 'mundlak' models")
+    """n draws of the model's parameters from its prior (re, mundlak and the
+    random-slope rs, rs-mundlak: those add sigma_b and rho_ab, and rs-mundlak's
+    contextual effect is mundlak's)."""
+    if model not in ("re", "mundlak", *RANDOM_SLOPES):
+        raise ValueError("SBC is set up for the 're', 'mundlak', 'rs' and 'rs-mundlak' models")
     p = settings.priors
-    return {
+    out = {
         "mu": rng.normal(p.mu_loc, p.mu_scale, n),
         "beta": rng.normal(p.beta_loc, p.beta_scale, n),
         "contextual": (
@@ -50,6 +55,15 @@ def prior_draws(model: str, settings: BayesSettings, n: int, rng) -> dict[str, n
         "sigma": np.abs(rng.normal(0.0, p.sigma_scale, n)),
         "sigma_a": np.abs(rng.normal(0.0, p.sigma_a_scale, n)),
     }
+    if model in RANDOM_SLOPES:
+        out["contextual"] = (
+            rng.normal(p.contextual_loc, p.contextual_scale, n)
+            if model == "rs-mundlak"
+            else np.zeros(n)
+        )
+        out["sigma_b"] = np.abs(rng.normal(0.0, p.sigma_b_scale, n))
+        out["rho_ab"] = 2.0 * rng.beta(p.lkj_eta, p.lkj_eta, n) - 1.0
+    return out
 
 
 def run_sbc(
@@ -73,16 +87,28 @@ def run_sbc(
     n_r = np.stack([np.bincount(region[i], w[i], r) for i in range(trials)])
     sx = np.stack([np.bincount(region[i], w[i] * x[i], r) for i in range(trials)])
     xbar = sx / np.maximum(n_r, 1)
-    a = rng.normal(size=(trials, r)) * truth["sigma_a"][:, None]
+    w0 = rng.normal(size=(trials, r))
+    a = w0 * truth["sigma_a"][:, None]
     mean_r = truth["mu"][:, None] + truth["contextual"][:, None] * xbar + a
-    mean = np.take_along_axis(mean_r, region, axis=1) + truth["beta"][:, None] * x
+    slope = np.broadcast_to(truth["beta"][:, None], (trials, r))
+    if model in RANDOM_SLOPES:  # (a_r, b_r) correlated by rho_ab; b_r the slope's deviation
+        rho = truth["rho_ab"][:, None]
+        w1 = rng.normal(size=(trials, r))
+        slope = slope + truth["sigma_b"][:, None] * (rho * w0 + np.sqrt(1.0 - rho**2) * w1)
+    mean = np.take_along_axis(mean_r, region, axis=1) + np.take_along_axis(slope, region, 1) * x
     y = np.where(mask, mean + truth["sigma"][:, None] * rng.normal(size=x.shape), 0.0)
     stats = group_stats(dataclasses.replace(panel, y=jnp.asarray(y)))
     keys = rng.integers(0, 2**32, (trials, 2), dtype=np.uint32)
-    draws = sample(model, keys, stats, settings)
+    if model in RANDOM_SLOPES:
+        from mlmbias.bayes import random_slopes
+
+        draws = random_slopes.sample(model, keys, stats, settings)
+        names = random_slopes.params(model)
+    else:
+        draws = sample(model, keys, stats, settings)
+        names = MODEL_INFO[model].params
     total = draws.values.shape[1] * draws.values.shape[2]  # chains x draws, any engine
     idx = np.linspace(0, total - 1, thin).round().astype(int)
-    names = MODEL_INFO[model].params
     ranks = np.empty((trials, len(names)), int)
     for j, name in enumerate(names):
         pooled = draws.get(name).reshape(trials, -1)[:, idx]

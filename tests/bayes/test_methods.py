@@ -33,12 +33,15 @@ COLUMNS = {
 }
 
 
+RANDOM_SLOPES = ["bayes-rs", "bayes-rs-mundlak"]  # tests/bayes/test_random_slopes.py
+
+
 def test_registered():
-    assert method_names("bayes") == BAYES
-    for name in BAYES:
+    assert method_names("bayes") == BAYES + RANDOM_SLOPES
+    for name in BAYES + RANDOM_SLOPES:
         spec = get_method(name)
         assert spec.kind == "bayes"
-        context = name in ("bayes-mundlak", "bayes-rewb")
+        context = name in ("bayes-mundlak", "bayes-rewb", "bayes-rs-mundlak")
         assert spec.estimands == (("beta", "contextual") if context else ("beta",))
 
 

@@ -46,6 +46,6 @@ def test_registry_does_not_import_numpyro():
     code = (
         "import sys, mlmbias.registry as r; r.methods(); "
         "assert 'numpyro' not in sys.modules, 'numpyro imported'; "
-        "assert len(r.method_names('bayes')) == 5"
+        "assert len(r.method_names('bayes')) == 7"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
