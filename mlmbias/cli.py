@@ -100,7 +100,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     options = dict(parse_assignment(s) for s in args.set or [])
     shared = {k: v for k, v in options.items() if "." not in k}  # METHOD.KEY: fit_panel's
     if shared:
-        from mlmbias.bayes.options import settings_from_options
+        from mlmbias.bayes.options import check_methods, settings_from_options
         from mlmbias.registry import get_method, method_names
 
         chosen = methods if methods is not None else method_names("frequentist")
@@ -111,7 +111,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                 f"{', '.join(chosen)} is one; add one to --methods, drop --set, or give "
                 "a method's own option as METHOD.KEY=VALUE"
             )
-        settings_from_options(shared)
+        check_methods(chosen, settings_from_options(shared))
     result = fit_panel(
         df,
         args.group,

@@ -142,11 +142,11 @@ class Study:
 
     def _validate_bayes(self) -> None:
         """``[bayes] replications`` here, the sampler settings by the Bayesian package."""
-        from mlmbias.bayes.options import settings_from_options
+        from mlmbias.bayes.options import check_methods, settings_from_options
 
         settings = {k: v for k, v in self.bayes.items() if k != "replications"}
         check_integer("bayes.replications", self.bayes.get("replications", 1), 1)
-        settings_from_options(settings)
+        check_methods(self.methods, settings_from_options(settings))
 
     @property
     def scenario(self) -> str:

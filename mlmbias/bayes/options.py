@@ -227,6 +227,15 @@ def check_model(model: str, settings: BayesSettings) -> None:
         )
 
 
+def check_methods(methods, settings: BayesSettings) -> None:
+    """:func:`check_model` for each ``bayes-MODEL`` among ``methods`` (method names),
+    so that a study or ``mlmbias fit`` refuses an engine a model cannot use when
+    it loads, not when the model's first batch runs."""
+    for name in methods:
+        if name.startswith("bayes-") and name[len("bayes-") :] in RANDOM_SLOPE_MODELS:
+            check_model(name[len("bayes-") :], settings)
+
+
 def _chees_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """The validated chees_* keys (engine "chees", mlmbias.bayes.chees)."""
     out: dict[str, Any] = {}

@@ -15,7 +15,7 @@ from numpyro.infer import MCMC, NUTS
 from scipy import stats as st
 from scipy.stats import norm
 
-from mlmbias import ConfigError, flags
+from mlmbias import ConfigError, Study, flags
 from mlmbias.bayes import random_slopes as RS
 from mlmbias.bayes.methods import COLUMNS, fit_model, monitored, summarize_draws
 from mlmbias.bayes.models import rs_model
@@ -182,6 +182,10 @@ def test_engine_and_collapse_refused():
         fit_model("rs-mundlak", batch, 0.9, {"collapse": "intercepts"})
     with pytest.raises(ConfigError, match="lkj_eta"):
         settings_from_options({"prior_lkj_eta": 0.0})
+    # a study refuses the grid when it loads, not when bayes-rs's first batch runs
+    with pytest.raises(ConfigError, match="bayes-rs cannot use engine 'grid'"):
+        Study(seed=1, replications=2, methods=("fe", "bayes-rs"), bayes={"engine": "grid"})
+    Study(seed=1, replications=2, methods=("fe", "bayes-re"), bayes={"engine": "grid"})
 
 
 # --- sampling: the seed's scenario, one compiled NUTS program for every test below ---
