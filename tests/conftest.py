@@ -75,12 +75,14 @@ LONGEST_FIRST = (
     "tests/frequentist/test_reml_df.py",
     "tests/bayes/test_chees.py",
     "tests/bayes/test_grid.py",
+    "tests/bayes/test_random_slopes.py",
     "tests/frequentist/test_shift.py",
     "tests/frequentist/test_few_clusters.py",
     "tests/bayes/test_shift.py",
     "tests/report/test_follows_study.py",
     "tests/test_store.py",
     "tests/frequentist/test_fitting.py",
+    "tests/frequentist/test_random_slopes.py",
     "tests/bayes/test_agreement.py",
 )
 
