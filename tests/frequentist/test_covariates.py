@@ -376,7 +376,7 @@ def test_fit_names_the_terms(wage):
     """mlmbias.fit on the wage panel: a term column with the real names, after estimand,
     the same numbers as the batch (the compiled programs are shared)."""
     df = wage_frame().rename(columns={"g": "nr", "y": "lwage"})
-    table = fit(df, group="nr", x=WAGE_X, y="lwage", z=WAGE_Z, level=LEVEL)
+    table = fit(df, group="nr", x=WAGE_X, y="lwage", z=WAGE_Z, level=LEVEL, methods=METHODS)
     assert list(table.columns[:3]) == ["method", "estimand", "term"]
     for _, row in table.iterrows():
         name = row.term
@@ -444,6 +444,7 @@ def test_cli_fit_several_covariates(tmp_path, capsys, wage):
     wage_frame().rename(columns={"g": "nr", "y": "lwage"}).to_csv(path, index=False)
     argv = ["fit", str(path), "--group", "nr", "--y", "lwage", "--x", ",".join(WAGE_X)]
     argv += ["--z", ",".join(WAGE_Z), "--level", str(LEVEL), "--json"]
+    argv += ["--methods", ",".join(METHODS)]  # the random-slope ones: test_random_slopes
     code = main(argv)
     out = capsys.readouterr()
     assert code == 0, out.err
