@@ -35,6 +35,7 @@ perf: $(STAMP)
 	$(PY) -m pytest bench/test_perf.py --benchmark-json bench/results/perf.json -p no:cacheprovider
 	$(PY) bench/bench_grid.py
 	$(PY) bench/bench_chees.py
+	$(PY) bench/bench_engines.py
 	$(PY) bench/bench_random_slopes.py
 	$(PY) bench/write_results.py
 
