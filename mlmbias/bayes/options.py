@@ -40,6 +40,13 @@ chees_warmup       300             chees: ChEES adaptation iterations (all chain
 chees_draws        250             chees: kept draws per chain
 chees_nrhat_max    1.01            chees: converged needs nested R-hat <= this for
                                    every sampled quantity, and no divergences
+sampler_error      false           nuts, chees: also integrate each replication's
+                                   posterior on the grid (mlmbias.bayes.grid) and add
+                                   the column sampler_error = (posterior mean - the
+                                   grid's exact one) / posterior SD to every
+                                   coefficient's row (NaN where the grid's own check
+                                   fails, and for the random-slope models); the
+                                   report's summary gains its mean and RMS
 prior_*            see priors.py   prior locations and scales
 =================  ==============  ==================================================
 
@@ -94,6 +101,7 @@ class BayesSettings:
     chees_warmup: int = 300
     chees_draws: int = 250
     chees_nrhat_max: float = 1.01
+    sampler_error: bool = False
     priors: Priors = field(default_factory=Priors)
 
 
@@ -120,6 +128,7 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         "chees_warmup",
         "chees_draws",
         "chees_nrhat_max",
+        "sampler_error",
     }
     for key in options:
         if key not in known and not key.startswith("prior_"):
@@ -137,6 +146,12 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         out["warmup"] = check_integer("warmup", options["warmup"], 0)
     if "draws" in options:
         out["draws"] = check_integer("draws", options["draws"], 4)
+    if "sampler_error" in options:
+        if not isinstance(options["sampler_error"], bool):
+            raise ConfigError(
+                f"'sampler_error' must be true or false, got {options['sampler_error']!r}"
+            )
+        out["sampler_error"] = options["sampler_error"]
     if "dense_mass" in options:
         if not isinstance(options["dense_mass"], bool):
             raise ConfigError(f"'dense_mass' must be true or false, got {options['dense_mass']!r}")

@@ -17,6 +17,12 @@ used (those with a finite estimate, and converged ones only when asked).
 | width | mean(upp − low) | sd(width)/√n |
 | rejection | mean(p ≤ α) | √(P(1−P)/n) |
 | flag_rate | mean( | corr(β, σ_a) | > c) | √(F(1−F)/n)   (the seed's red flag) |
+| sampler_error | mean(e) | sd(e)/√n |
+| sampler_rmse | √mean(e²) | sd(e²)/(2 √n sampler_rmse)  (delta method) |
+
+with e a Bayesian replication's posterior mean minus the exact one (the grid
+engine's), in posterior SDs: the column ``sampler_error`` that ``[bayes]
+sampler_error = true`` adds under an MCMC engine (NaN rows are left out).
 """
 
 from __future__ import annotations
@@ -48,6 +54,16 @@ def _mean_se(v: np.ndarray) -> tuple[float, float]:
     if n == 0:
         return np.nan, np.nan
     return float(v.mean()), (_sd(v) / np.sqrt(n) if n > 1 else np.nan)
+
+
+def sampler_measures(e: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Mean and RMS of the sampler errors ``e`` (finite ones), with their MCSEs."""
+    e = e[np.isfinite(e)]
+    if e.size == 0:
+        return {}
+    rmse = float(np.sqrt(np.mean(e**2)))
+    rmse_se = _sd(e**2) / (2 * np.sqrt(e.size) * rmse) if rmse > 0 else np.nan
+    return {"sampler_error": _mean_se(e), "sampler_rmse": (rmse, rmse_se)}
 
 
 def estimate_measures(
@@ -181,6 +197,8 @@ def performance(
                 c = c[np.isfinite(c)]
                 if c.size:
                     stats["flag_rate"] = _proportion(np.abs(c) > corr_threshold)
+            if "sampler_error" in u:
+                stats.update(sampler_measures(u["sampler_error"].to_numpy(float)))
         for stat, (value, mcse) in stats.items():
             rows.append({**key, "stat": stat, "est": value, "mcse": mcse})
     return pd.DataFrame(rows)

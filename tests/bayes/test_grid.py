@@ -126,6 +126,22 @@ def test_nuts_agrees_with_the_grid():
         assert np.all(np.abs(z) < crit), (model, z)
 
 
+def test_sampler_error_of_nuts_against_the_grid():
+    """``sampler_error = true``: each NUTS posterior mean minus the grid's exact one, in
+    posterior SDs. Over the MCSE's share of an SD, 1/sqrt(ESS), it is about N(0, 1): each
+    of the 4 replications x 3 coefficients two-sided at 0.001 / 12 (Bonferroni), so a
+    correct NUTS fails this test with probability about 0.001."""
+    batch = make_batch("bayes-mundlak", SEED_DGP, 22, np.arange(4))
+    out = get_method("bayes-mundlak").load()(batch, 0.9, {**SMALL, "sampler_error": True})
+    crit = norm.ppf(1 - 1e-3 / (2 * 4 * len(out)))
+    for key, cols in out.items():
+        e = cols["sampler_error"]
+        assert np.isfinite(e).all(), key
+        assert np.all(np.abs(e) * np.sqrt(cols["ess"]) < crit), (key, e)
+    with pytest.raises(ConfigError, match="sampler_error"):
+        settings_from_options({"sampler_error": 1})
+
+
 def _covariate_batch(method: str, reps: int = 2) -> Batch:
     rng = np.random.default_rng(7)
     sizes = np.array([3, 5, 2, 4, 6, 3, 5, 4, 2, 6])

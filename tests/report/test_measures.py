@@ -133,3 +133,15 @@ def test_correlation_flag_rate():
     df = _results(True, [1.5, 1.6, 1.4, 1.5]).assign(corr_beta_sigma_a=[0.9, -0.7, 0.1, np.nan])
     s = performance(df, corr_threshold=0.5)
     np.testing.assert_allclose(get(s, "flag_rate"), (2 / 3, np.sqrt(2 / 9 / 3)))
+
+
+def test_sampler_error_mean_and_rms():
+    e = np.array([0.1, -0.3, 0.2, np.nan])
+    df = _results(True, [1.5, 1.6, 1.4, 1.5]).assign(sampler_error=e)
+    s = performance(df)
+    f = e[:3]
+    np.testing.assert_allclose(get(s, "sampler_error"), (f.mean(), f.std(ddof=1) / np.sqrt(3)))
+    rms = np.sqrt(np.mean(f**2))
+    want = (rms, (f**2).std(ddof=1) / (2 * np.sqrt(3) * rms))
+    np.testing.assert_allclose(get(s, "sampler_rmse"), want)
+    assert "sampler_error" not in set(performance(_results(True, [1.5, 1.6])).stat)
