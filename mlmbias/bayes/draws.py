@@ -182,46 +182,59 @@ def replication_setup(stats, ids, spec, mode: str, num_classes: int):
     return cs, centre, var0, jnp.where(spread > 0, spread, 1.0)
 
 
+def nuts_chains(keys, data, centre, var0, spread, logdensity, spec, nuts, chains, outputs):
+    """Batched NUTS over replications x chains (traced inside a jitted program):
+    each replication's key split per chain into init, NUTS and read-out keys, the
+    chains started at ``centre`` + a uniform jitter times ``spread``, the data
+    repeated per chain, and the draws read out by ``outputs(key, zs, data)``.
+    Returns the program's tuple: values (rep, chains, draws, quantities),
+    divergences, step sizes, acceptance, mean steps per draw and the batch's
+    lockstep steps. The collapsed models and the random-slope ones share it."""
+    n_rep = keys.shape[0]
+
+    def per_chain(a):
+        return jnp.repeat(a, chains, axis=0)
+
+    chain_keys = jax.vmap(lambda k: jax.random.split(k, chains))(keys).reshape(-1, 2)
+    k_init, k_nuts, k_post = jnp.moveaxis(
+        jax.vmap(lambda k: jax.random.split(k, 3))(chain_keys), 1, 0
+    )
+    dim = centre.shape[-1]
+    jitter = jax.vmap(lambda k: jax.random.uniform(k, (dim,), minval=-1.0, maxval=1.0))(k_init)
+    z0 = per_chain(centre) + jitter * per_chain(spread)
+    data_c = jax.tree.map(per_chain, data)
+    out = nuts_batch(
+        k_nuts,
+        z0,
+        logdensity,
+        (data_c, spec),
+        nuts,
+        data_axes=(0, None),
+        inverse_mass=per_chain(var0),
+    )
+    values = jax.vmap(outputs)(k_post, out.z, data_c)
+    return (
+        values.reshape(n_rep, chains, nuts.num_samples, values.shape[-1]),
+        out.diverging.sum(axis=-1).reshape(n_rep, chains).sum(axis=1),
+        out.step_size.reshape(n_rep, chains),
+        out.accept_prob.reshape(n_rep, chains),
+        out.num_steps.mean(axis=-1).reshape(n_rep, chains).mean(axis=1),
+        lockstep_steps(out.warmup_num_steps, out.num_steps),
+    )
+
+
 @functools.cache
 def _program(mode: str, chains: int, nuts: NutsSettings, num_classes: int):
     """The jitted batch program for fixed settings (compiled once per input shape)."""
     logdensity = logdensity_of(mode)
 
     def run(keys, stats, ids, spec):
-        n_rep = keys.shape[0]
-        dim = 2 if mode == "coefficients" else spec.loc.shape[-1] + 2
         cs, centre, var0, spread = replication_setup(stats, ids, spec, mode, num_classes)
 
-        def per_chain(a):
-            return jnp.repeat(a, chains, axis=0)
+        def outputs(k, zs, c):
+            return chain_outputs(mode, k, zs, c, spec)
 
-        chain_keys = jax.vmap(lambda k: jax.random.split(k, chains))(keys).reshape(-1, 2)
-        k_init, k_nuts, k_post = jnp.moveaxis(
-            jax.vmap(lambda k: jax.random.split(k, 3))(chain_keys), 1, 0
-        )
-        jitter = jax.vmap(lambda k: jax.random.uniform(k, (dim,), minval=-1.0, maxval=1.0))(k_init)
-        z0 = per_chain(centre) + jitter * per_chain(spread)
-        cs_c = jax.tree.map(per_chain, cs)
-        out = nuts_batch(
-            k_nuts,
-            z0,
-            logdensity,
-            (cs_c, spec),
-            nuts,
-            data_axes=(0, None),
-            inverse_mass=per_chain(var0),
-        )
-        n_draws = nuts.num_samples
-        values = jax.vmap(lambda k, zs, c: chain_outputs(mode, k, zs, c, spec))(k_post, out.z, cs_c)
-        batch_steps = lockstep_steps(out.warmup_num_steps, out.num_steps)
-        return (
-            values.reshape(n_rep, chains, n_draws, values.shape[-1]),
-            out.diverging.sum(axis=-1).reshape(n_rep, chains).sum(axis=1),
-            out.step_size.reshape(n_rep, chains),
-            out.accept_prob.reshape(n_rep, chains),
-            out.num_steps.mean(axis=-1).reshape(n_rep, chains).mean(axis=1),
-            batch_steps,
-        )
+        return nuts_chains(keys, cs, centre, var0, spread, logdensity, spec, nuts, chains, outputs)
 
     return jax.jit(run)
 

@@ -112,7 +112,6 @@ from mlmbias.bayes import draws as D
 from mlmbias.bayes.collapsed import ModelInfo
 from mlmbias.bayes.options import BayesSettings, check_model
 from mlmbias.bayes.priors import Priors
-from mlmbias.bayes.sampler import nuts_batch
 from mlmbias.groupstats import GroupStats
 
 LOG_2PI = math.log(2 * math.pi)
@@ -411,36 +410,13 @@ def _nuts_program(chains: int, nuts):
     """The jitted NUTS batch program (both models; compiled once per input shape)."""
 
     def run(keys, stats, ids, spec):
-        n_rep = keys.shape[0]
         data, centre, var0, spread = replication_setup(stats, spec)
 
-        def per_chain(a):
-            return jnp.repeat(a, chains, axis=0)
+        def outputs(k, zs, d):
+            return chain_outputs(k, zs, d, spec)
 
-        chain_keys = jax.vmap(lambda k: jax.random.split(k, chains))(keys).reshape(-1, 2)
-        k_init, k_nuts, k_post = jnp.moveaxis(
-            jax.vmap(lambda k: jax.random.split(k, 3))(chain_keys), 1, 0
-        )
-        jitter = jax.vmap(lambda k: jax.random.uniform(k, (4,), minval=-1.0, maxval=1.0))(k_init)
-        z0 = per_chain(centre) + jitter * per_chain(spread)
-        data_c = jax.tree.map(per_chain, data)
-        out = nuts_batch(
-            k_nuts,
-            z0,
-            logdensity,
-            (data_c, spec),
-            nuts,
-            data_axes=(0, None),
-            inverse_mass=per_chain(var0),
-        )
-        values = jax.vmap(lambda k, zs, d: chain_outputs(k, zs, d, spec))(k_post, out.z, data_c)
-        return (
-            values.reshape(n_rep, chains, nuts.num_samples, values.shape[-1]),
-            out.diverging.sum(axis=-1).reshape(n_rep, chains).sum(axis=1),
-            out.step_size.reshape(n_rep, chains),
-            out.accept_prob.reshape(n_rep, chains),
-            out.num_steps.mean(axis=-1).reshape(n_rep, chains).mean(axis=1),
-            D.lockstep_steps(out.warmup_num_steps, out.num_steps),
+        return D.nuts_chains(
+            keys, data, centre, var0, spread, logdensity, spec, nuts, chains, outputs
         )
 
     return jax.jit(run)
