@@ -61,9 +61,12 @@ def sampler_measures(e: np.ndarray) -> dict[str, tuple[float, float]]:
     e = e[np.isfinite(e)]
     if e.size == 0:
         return {}
-    rmse = float(np.sqrt(np.mean(e**2)))
-    rmse_se = _sd(e**2) / (2 * np.sqrt(e.size) * rmse) if rmse > 0 else np.nan
-    return {"sampler_error": _mean_se(e), "sampler_rmse": (rmse, rmse_se)}
+    ms, ms_se = _mean_se(e**2)  # the RMS and its MCSE as estimate_measures' rmse
+    rms = float(np.sqrt(ms))
+    return {
+        "sampler_error": _mean_se(e),
+        "sampler_rmse": (rms, ms_se / (2 * rms) if rms > 0 else np.nan),
+    }
 
 
 def estimate_measures(
