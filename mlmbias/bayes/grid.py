@@ -378,13 +378,14 @@ def _program(g: int, chains: int, draws: int, num_classes: int):
             return centres, h, x, logd + _log_jacobian(z), named
 
         # widen the box where the posterior leaves it: a face of the G/2 grid whose
-        # cells are still above the margin moves out by half the box's width; the
-        # last round only evaluates the final box (its G/2 grid is the refinement's)
+        # cells are still above the margin moves out by half the box's width; a
+        # round that moves no face ends the loop (its G/2 grid, of the final box,
+        # is the refinement's), and so does round WIDEN_ROUNDS, which only evaluates
         face_c = _faces(g // 2, dims)
         n_c = (g // 2) ** dims
 
-        def widen(i, carry):
-            lo, hi = carry[:2]
+        def widen(carry):
+            i, _, lo, hi = carry[:4]
             stations, ridge = make_ridge(lo, hi)
             _, _, xc, logc, namedc = grid(g // 2, lo, hi, stations, ridge)
             top = jnp.max(jnp.where(face_c, logc[:, None], -jnp.inf), axis=0)
@@ -392,13 +393,14 @@ def _program(g: int, chains: int, draws: int, num_classes: int):
             step = 0.5 * (hi - lo)
             lo = lo - jnp.where(out[:dims], step, 0.0)
             hi = hi + jnp.where(out[dims:], step, 0.0)
-            return lo, hi, stations, ridge, xc, logc, namedc
+            return i + 1, jnp.any(out), lo, hi, stations, ridge, xc, logc, namedc
 
         k = spec.loc.shape[-1]
-        init = (lo, hi, *make_ridge(lo, hi), jnp.zeros((n_c, dims)), jnp.zeros(n_c))
+        init = (jnp.asarray(0), jnp.asarray(True), lo, hi, *make_ridge(lo, hi))
+        init = init + (jnp.zeros((n_c, dims)), jnp.zeros(n_c))
         init = init + (jnp.zeros((n_c, k)),)
-        lo, hi, stations, ridge, xc, logc, namedc = jax.lax.fori_loop(
-            0, WIDEN_ROUNDS + 1, widen, init
+        _, _, lo, hi, stations, ridge, xc, logc, namedc = jax.lax.while_loop(
+            lambda c: c[1], widen, init
         )
         mean_c, sd_c, named_c, _ = _moments(logc, xc, namedc)
         centres, h, x, logd, named = grid(g, lo, hi, stations, ridge)
