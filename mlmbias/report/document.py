@@ -77,6 +77,27 @@ def measure_table(
     return "\n\n".join(blocks)
 
 
+def sampler_section(summary: pd.DataFrame, lay: Layout | None = None) -> str:
+    """report.md's section on ``[bayes] sampler_error = true``: the mean and RMS of
+    the sampler error per estimand, method and condition; "" when no row has one."""
+    stats = ["sampler_error", "sampler_rmse"]
+    s = summary[summary.stat.isin(stats) & np.isfinite(summary.est)]
+    if s.empty:
+        return ""
+    parts = [
+        "## Sampler error of the MCMC engines",
+        "Each Bayesian replication's posterior mean minus the exact one (integrated on "
+        "the grid engine's grid), in posterior SDs: its mean (systematic error) and "
+        "RMS (total error) over replications. Monte Carlo noise alone gives an RMS "
+        "of about 1/sqrt(ESS).",
+    ]
+    for estimand in dict.fromkeys(s.estimand):
+        for stat, what in zip(stats, ("Mean", "RMS"), strict=True):
+            parts.append(f"{what} sampler error of {estimand}:")
+            parts.append(measure_table(summary, stat, estimand, lay))
+    return "\n\n".join(parts) + "\n\n"
+
+
 def counts_table(summary: pd.DataFrame) -> str:
     c = summary[summary.stat.isin(["n_total", "n_used", "n_failed", "n_not_converged"])]
     keys = ["method", "estimand"]
@@ -383,7 +404,7 @@ The seed's red flag, |posterior corr(beta, sigma_a)| > {corr_threshold:g}:
 
 {img("rejection", f"Rejection rates against {x_name}")}
 
-## Intervals of single replications
+{sampler_section(summary, lay)}## Intervals of single replications
 
 {img("intervals", f"Random-effects intervals by {x_name}")}
 

@@ -1,7 +1,9 @@
 """The ``chees`` engine (mlmbias.bayes.chees) and nested R-hat (mlmbias.bayes.nested_rhat).
 
 The sampling tests share one compiled ChEES program (``CHEES``, batches of 4,
-p = 1, q = 0) and one NUTS program; the p = 2, q = 1 test compiles its own.
+p = 1, q = 0) and one NUTS program; the p = 2, q = 1 test compiles its own, and
+the fit functions' test the grid program behind ``sampler_error = true`` (about
+35 s of its 55).
 
 NUTS agreement: per replication (4 of bayes-re, 4 of bayes-mundlak on the
 seed's scenario) the posterior means of beta (and of the contextual effect for
@@ -109,13 +111,25 @@ def test_chees_options():
 
 
 @pytest.mark.parametrize("method", ["bayes-re", "bayes-mundlak"])
-def test_fit_functions_run_with_chees(method):
+def test_fit_functions_run_with_chees_and_agree_with_the_grid(method):
+    """The fit functions under ChEES, with ``sampler_error = true``: each posterior
+    mean minus the grid's exact one, in posterior SDs, times sqrt(ESS) (the chees
+    draws' bulk ESS) is about N(0, 1). Every coefficient of the 4 replications,
+    two-sided at FAMILY_RATE / 2 per model (Bonferroni over its 4 x coefficients),
+    so a correct ChEES fails the two cases with probability about FAMILY_RATE (a
+    little more where the ESS estimate is noisy; the grid's own error, below 0.5%
+    of an SD, moves a z-score by less than 0.3)."""
     batch = make_batch(method, SEED_DGP, 5, np.arange(4))
-    out = get_method(method).load()(batch, 0.9, CHEES)
-    for cols in out.values():
+    out = get_method(method).load()(batch, 0.9, {**CHEES, "sampler_error": True})
+    crit = norm.ppf(1 - FAMILY_RATE / 2 / (2 * 4 * len(out)))
+    for key, cols in out.items():
         assert np.all(np.isfinite(cols["estimate"])) and np.all(np.isfinite(cols["se"]))
         assert np.all(cols["converged"]) and np.all(cols["flag"] == 0)
         assert np.all(cols["lower"] < cols["estimate"]) and np.all(cols["estimate"] < cols["upper"])
+        e = cols["sampler_error"]
+        assert np.isfinite(e).all(), key  # the grid's check passed
+        z = e * np.sqrt(cols["ess"])
+        assert np.all(np.abs(z) < crit), (key, z, crit)
 
 
 def test_two_covariates_and_a_level2_one_and_one_replication_wastes_nothing():

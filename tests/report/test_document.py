@@ -8,7 +8,7 @@ import pytest
 from mlmbias import store
 from mlmbias.errors import ConfigError
 from mlmbias.registry import unregister
-from mlmbias.report.document import write_report
+from mlmbias.report.document import sampler_section, write_report
 from mlmbias.runner import run_study
 from mlmbias.study import Study
 
@@ -62,6 +62,33 @@ def test_report_files(study_dir, tmp_path):
 def test_converged_only_is_stated(study_dir, tmp_path):
     paths = write_report(study_dir, figures=tmp_path / "f", converged_only=True)
     assert "converged replications only" in paths.report.read_text()
+
+
+def test_sampler_error_section_only_when_the_summary_has_one(study_dir, tmp_path, monkeypatch):
+    figs = tmp_path / "f"
+    plain = write_report(study_dir, figures=figs).report.read_text()
+    assert "Sampler error" not in plain
+    load = store.load_results
+
+    def with_sampler_error(folder):  # as [bayes] sampler_error = true gives t-keyed's rows
+        r = load(folder)
+        e = np.random.default_rng(0).normal(0.0, 0.05, len(r))
+        r["sampler_error"] = np.where(r.method == "t-keyed", e, np.nan)
+        return r
+
+    monkeypatch.setattr(store, "load_results", with_sampler_error)
+    paths = write_report(study_dir, figures=figs)
+    text = paths.report.read_text()
+    start = text.index("## Sampler error of the MCMC engines")
+    section = text[start : text.index("## Intervals of single replications")]
+    assert text.replace(section, "") == plain  # the rest of the report is unchanged
+    assert "Mean sampler error of beta:" in section and "RMS sampler error of beta:" in section
+    assert "| t-keyed |" in section and "t-within" not in section
+    summary = pd.read_csv(paths.summary)
+    rms = summary[summary.stat == "sampler_rmse"].iloc[0]
+    assert f"| {rms.est:.3f} ({rms.mcse:.3f}) |" in section
+    nan = summary.assign(est=np.where(summary.stat.str.startswith("sampler"), np.nan, summary.est))
+    assert sampler_section(nan) == ""  # all NaN (the random-slope models): no section
 
 
 def test_bad_report_input(tmp_path, study_dir):
