@@ -36,6 +36,7 @@ folder under ``--work`` is already complete are reused (their wall time from
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
@@ -52,7 +53,7 @@ from mlmbias.provenance import environment
 from mlmbias.registry import get_method
 from mlmbias.report.measures import performance
 from mlmbias.runner import completeness
-from mlmbias.store import read_manifest
+from mlmbias.store import part_files, read_manifest
 from mlmbias.study import load_study
 
 HERE = Path(__file__).resolve().parent
@@ -138,6 +139,16 @@ def sampling_seconds(rows: pd.DataFrame, block: int) -> float:
     units = rows.assign(start=rows.rep - rows.rep % block)
     units = units.drop_duplicates(["condition_index", "method", "start"])
     return float(units.batch_seconds.sum())
+
+
+def span(folder: Path) -> dict:
+    """For a run made elsewhere: manifest creation to the newest part's mtime, a
+    bound on its wall time (it covers the frequentist methods of the folder too)."""
+    manifest, parts = read_manifest(folder), part_files(folder)
+    if not manifest or not parts:
+        return {}
+    created = datetime.datetime.fromisoformat(manifest["created"]).timestamp()
+    return {"span_seconds": max(p.stat().st_mtime for p in parts) - created}
 
 
 def _t_stat(mean: float, mcse: float) -> float:
@@ -292,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
         nuts_dir = args.work / "nuts"
         runs["nuts"] = run_engine(args.config, study, "nuts", nuts_dir)
     else:
-        runs["nuts"] = {"wall_seconds": None, "reused": str(nuts_dir)}
+        runs["nuts"] = {"wall_seconds": None, "reused": str(nuts_dir), **span(nuts_dir)}
     for engine in args.engines:
         runs[engine] = run_engine(args.config, study, engine, args.work / engine)
 

@@ -550,8 +550,13 @@ def _engines_default(results: Path) -> list[str]:
         ),
     ]
     wall = nuts.get("wall_seconds")
+    span = nuts.get("span_seconds")
+    if wall is None and span is not None:
+        wall_text = f"<= {span:.0f} (run elsewhere; with its frequentist methods)"
+    else:
+        wall_text = "n/a" if wall is None else f"{wall:.0f}"
     lines.append(
-        f"| nuts | {'n/a' if wall is None else f'{wall:.0f}'} "
+        f"| nuts | {wall_text} "
         f"({nuts.get('sampling_seconds', 0):.0f}) "
         f"| {_pct(nuts.get('converged_fraction'))} | reference | - | - | - | - |"
     )
