@@ -6,7 +6,8 @@ Reads, where present: perf_figures.json (``make perf``), bench_rss.json
 (``bench/peak_rss.py`` around ``make bench``), gpu/*.json (``bench/gpu_check.sh``),
 bayes.json and frequentist.json (``bench/bench_bayes.py``,
 ``bench/bench_frequentist.py``), random_slopes.json
-(``bench/bench_random_slopes.py``). It only formats: every figure, setting and
+(``bench/bench_random_slopes.py``), engines_default.json
+(``bench/compare_engines.py``). It only formats: every figure, setting and
 ratio comes from a record; ``_derive.upgrade`` fills in derived fields that records
 written before the benchmarks stored them lack, with the benchmarks' own
 functions. Where a figure is missing the text says so.
@@ -523,6 +524,61 @@ def _random_slopes(results: Path) -> list[str]:
     return lines + [""]
 
 
+def _engines_default(results: Path) -> list[str]:
+    path = results / "engines_default.json"
+    rec = _load(path)
+    if not rec:
+        return []
+    nuts = rec.get("engines", {}).get("nuts", {})
+    k = rec.get("k", 3)
+    lines = [
+        "## The default study under each engine (`python bench/compare_engines.py`)",
+        "",
+        f"`{rec.get('config')}`'s Bayesian methods ({', '.join(rec.get('methods', []))}), "
+        f"{rec.get('replications')} replications in each of {rec.get('conditions')} "
+        f"conditions, the same panels and keys under every engine, each paired with NUTS "
+        f"(`{rec.get('nuts_folder')}`, created {nuts.get('created') or rec.get('nuts_created')}) "
+        f"replication by replication ({_when(path)}; machine: {_machine(rec.get('machine'))}). "
+        f"A cell (condition x method x estimand) is beyond the criterion when its mean paired "
+        f'difference exceeds {k:g} MCSE (sd/sqrt(n) of the differences); "chance" is the '
+        f"number expected beyond it with no difference at all:",
+        "",
+        *_head(
+            "engine | wall s (sampling s) | converged | posterior means beyond / cells (chance) "
+            "| largest t (Bonferroni p) | largest mean diff, posterior SDs "
+            "| in the report's bias MCSE | lower / upper / cover / sq. error beyond"
+        ),
+    ]
+    wall = nuts.get("wall_seconds")
+    span = nuts.get("span_seconds")
+    if wall is None and span is not None:
+        wall_text = f"<= {span:.0f} (run elsewhere; with its frequentist methods)"
+    else:
+        wall_text = "n/a" if wall is None else f"{wall:.0f}"
+    lines.append(
+        f"| nuts | {wall_text} "
+        f"({nuts.get('sampling_seconds', 0):.0f}) "
+        f"| {_pct(nuts.get('converged_fraction'))} | reference | - | - | - | - |"
+    )
+    for engine, e in rec.get("engines", {}).items():
+        if engine == "nuts":
+            continue
+        f = e["family"]
+        est, wall = f["estimate"], e.get("wall_seconds")
+        others = " / ".join(
+            f"{f[q]['beyond']}/{f[q]['cells']}" for q in ("lower", "upper", "cover", "sq_error")
+        )
+        lines.append(
+            f"| {engine} | {'n/a' if wall is None else f'{wall:.0f}'} "
+            f"({e.get('sampling_seconds', 0):.0f}) | {_pct(e.get('converged_fraction'))} "
+            f"| {est['beyond']}/{est['cells']} ({est['expected_by_chance']:.2f}) "
+            f"| {est['max_abs_t']:.2f} ({est['bonferroni_p']:.2g}) "
+            f"| {f['estimate_sd']['max_abs_mean']:.4f} "
+            f"| {f['estimate_in_report_mcse']['max_abs']:.3f} | {others} |"
+        )
+    return lines + [""]
+
+
 def build(results: Path) -> str:
     fig = _load(results / "perf_figures.json")
     rss = _load(results / "bench_rss.json")
@@ -551,6 +607,7 @@ def build(results: Path) -> str:
         lines += _bayes(fig, gpu) if fig.get("bayes") else []
         lines += _frequentist(fig) + _sweep(fig) + _memory(fig)
     lines += _rss(rss) + _gpu_section(gpu, fig) + _scripts(results) + _random_slopes(results)
+    lines += _engines_default(results)
     return "\n".join(lines).rstrip() + "\n"
 
 
