@@ -56,7 +56,9 @@ def block_for(study: Study, spec: MethodSpec, bayes_block: int | None = None) ->
 
         if "batch_size" in study.bayes:
             return int(study.bayes["batch_size"])
-        return int(bayes_block) if bayes_block is not None else default_batch_size()
+        if bayes_block is not None:
+            return int(bayes_block)
+        return default_batch_size(engine=study.bayes.get("engine", "nuts"))
     return study.block
 
 
@@ -68,7 +70,11 @@ def resolved_blocks(study: Study) -> dict[str, int]:
 
     return {
         "frequentist": study.block,
-        "bayes": int(study.bayes.get("batch_size", default_batch_size())),
+        "bayes": int(
+            study.bayes.get(
+                "batch_size", default_batch_size(engine=study.bayes.get("engine", "nuts"))
+            )
+        ),
     }
 
 

@@ -221,7 +221,7 @@ def test_plan_uses_the_batch_size_the_folder_was_started_with(tmp_path, monkeypa
     from mlmbias.bayes import options
 
     study = tiny_study(bayes={"replications": 8})
-    monkeypatch.setattr(options, "default_batch_size", lambda backend=None: 3)
+    monkeypatch.setattr(options, "default_batch_size", lambda backend=None, engine="nuts": 3)
     run(study, tmp_path / "gpu")
     run(study, tmp_path / "s1", shard=(1, 2))
     monkeypatch.undo()

@@ -16,8 +16,8 @@ chains             4               chains per replication
 warmup             1000            warm-up (adaptation) iterations per chain
 draws              1000            kept draws per chain
 dense_mass         false           dense instead of diagonal mass matrix
-batch_size         16 CPU, 256     replications per compiled NUTS batch (x chains)
-                   GPU/TPU
+batch_size         16 CPU (grid:   replications per compiled batch (x chains)
+                   64), 256 GPU/TPU
 rhat_max           1.01            converged needs split R-hat <= rhat_max ...
 ess_min            400             ... bulk ESS >= ess_min, and no divergences
 collapse           "coefficients"  what is integrated out analytically before NUTS:
@@ -73,11 +73,16 @@ COLLAPSE_MODES = ("coefficients", "intercepts")
 ENGINES = ("nuts", "grid", "chees")
 
 
-def default_batch_size(backend: str | None = None) -> int:
-    """Replications per batch: moderate on CPU (the batch waits for its longest
-    trajectory), large on accelerators (which need width to be busy)."""
+def default_batch_size(backend: str | None = None, engine: str = "nuts") -> int:
+    """Replications per batch: moderate on CPU for the samplers (the batch waits
+    for its longest trajectory: 16 from bench/RESULTS.md's sweep), 64 for the
+    grid, which waits for nothing and gains from width (128 to 300 posteriors/s
+    from batches of 16 to 64-128 at R = 10 and 50, bench/bench_grid.py's
+    batched side, 2026-11-29), large on accelerators (which need width to be busy)."""
     backend = backend or jax.default_backend()
-    return 16 if backend == "cpu" else 256
+    if backend != "cpu":
+        return 256
+    return 64 if engine == "grid" else 16
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,9 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         out["dense_mass"] = options["dense_mass"]
     batch = options.get("batch_size")
     out["batch_size"] = (
-        default_batch_size() if batch is None else check_integer("batch_size", batch, 1)
+        default_batch_size(engine=out.get("engine", "nuts"))
+        if batch is None
+        else check_integer("batch_size", batch, 1)
     )
     if "rhat_max" in options:
         out["rhat_max"] = check_number("rhat_max", options["rhat_max"], 1.0, math.inf)

@@ -53,3 +53,11 @@ def test_invalid(options, key):
 
 def test_priors_from_options_ignores_other_keys():
     assert priors_from_options({"chains": 3, "prior_sigma_scale": 5}).sigma_scale == 5.0
+
+
+def test_grid_batches_default_wider_on_cpu():
+    # the grid waits for nothing in a batch: wider batches by default on CPU
+    assert default_batch_size("cpu", engine="grid") == 64
+    assert settings_from_options({"engine": "grid"}).batch_size == default_batch_size(engine="grid")
+    assert settings_from_options({"engine": "grid", "batch_size": 8}).batch_size == 8
+    assert default_batch_size("gpu", engine="grid") == default_batch_size("gpu")
