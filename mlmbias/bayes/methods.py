@@ -52,7 +52,7 @@ from mlmbias import flags
 from mlmbias.bayes import random_slopes as RS
 from mlmbias.bayes.collapsed import MODEL_INFO
 from mlmbias.bayes.draws import Draws, quantity_keys, sample
-from mlmbias.bayes.options import settings_from_options
+from mlmbias.bayes.options import default_batch_size, settings_from_options
 from mlmbias.bayes.summary import correlation, summarize
 from mlmbias.errors import ConfigError
 from mlmbias.registry import Batch
@@ -213,7 +213,15 @@ def add_sampler_error(model: str, batch: Batch, settings, out: dict) -> None:
         return
     from mlmbias.bayes.grid import sample_grid  # imported when asked for, as draws.sample does
 
-    grid = dataclasses.replace(settings, engine="grid", chains=_EXACT_CHAINS, draws=_EXACT_DRAWS)
+    # in the grid's own batches (not the sampler's): one compiled grid program per
+    # panel shape whatever the sampler's batch size
+    grid = dataclasses.replace(
+        settings,
+        engine="grid",
+        chains=_EXACT_CHAINS,
+        draws=_EXACT_DRAWS,
+        batch_size=default_batch_size(engine="grid"),
+    )
     exact = sample_grid(model, batch.keys, batch.stats, grid)
     means = np.asarray(exact.diagnostics["coef_mean"])
     ok = np.asarray(exact.checks, bool)
