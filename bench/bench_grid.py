@@ -15,7 +15,7 @@ CPU thread (``XLA_FLAGS``, set by importing bench_bayes first). The converged
 fraction is the grid's own check (edge mass, refinement) for the grid and R-hat,
 ESS and divergences for the loop.
 
-    python bench/bench_grid.py [--reps 64] [--loop-reps 3] [--regions 10 50 200]
+    python bench/bench_grid.py [--reps 256] [--loop-reps 5] [--regions 10 50 200]
 
 prints the figures and writes bench/results/grid.json.
 """
@@ -38,8 +38,8 @@ MODEL = "mundlak"
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=64, help="replications, grid side")
-    parser.add_argument("--loop-reps", type=int, default=3, help="replications, loop side")
+    parser.add_argument("--reps", type=int, default=256, help="replications, grid side")
+    parser.add_argument("--loop-reps", type=int, default=5, help="replications, loop side")
     parser.add_argument("--regions", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
