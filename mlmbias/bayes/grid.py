@@ -161,12 +161,14 @@ def _whitener(a: jax.Array) -> jax.Array:
 
 def _mode(f, u0: jax.Array):
     """(mode, log density there, Hessian there, converged) by safeguarded Newton from u0."""
-    grad, hess = jax.grad(f), jax.hessian(f)
+    grad = jax.grad(f)
+    # the Hessian forward over the gradient, the gradient as its by-product: one pass
+    grad_hess = jax.jacfwd(lambda u: (grad(u), grad(u)), has_aux=True)
     ts = 0.5 ** jnp.arange(LINE_SEARCH)
 
     def step(carry, _):
         u, fu = carry
-        g, h = grad(u), hess(u)
+        h, g = grad_hess(u)
         # Newton where H is negative definite; elsewhere |H|^-1 g, the eigenvalues'
         # signs flipped: an ascent step scaled by each direction's curvature
         direction = _solve(_abs_matrix(h) + 1e-8 * jnp.eye(u.shape[0]), g)
@@ -181,7 +183,7 @@ def _mode(f, u0: jax.Array):
         return (jnp.where(better, cand[best], u), jnp.where(better, fc[best], fu)), None
 
     (u, fu), _ = jax.lax.scan(step, (u0, f(u0)), None, length=NEWTON_STEPS)
-    g, h = grad(u), hess(u)
+    h, g = grad_hess(u)
     nd = _neg_def(h)
     decrement = -g @ _solve(jnp.where(nd, h, -jnp.eye(u.shape[0])), g)
     ok = nd & jnp.isfinite(fu) & (decrement < MODE_TOL)
@@ -191,33 +193,49 @@ def _mode(f, u0: jax.Array):
 def _edge(path, fmax, margin):
     """The distance t at which the log density ``path(t)`` (t >= 0, whitened
     units) falls ``margin`` below ``fmax``: bracketed by doubling, narrowed by
-    bisection, the outer end kept (the last doubling when it never falls)."""
-    r = 2.0 ** jnp.arange(DOUBLINGS)
-    fr = jax.vmap(path)(r)
-    below = ~(fr > fmax - margin)  # NaN counts as below
-    k = jnp.argmax(below)  # first distance below
-    found = jnp.any(below)
-    hi = jnp.where(found, r[k], r[-1])
-    lo = jnp.where(found & (k > 0), hi / 2.0, 0.0)
+    bisection, the outer end kept (the last doubling when it never falls).
 
-    def bisect(_, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        out = ~(path(mid) > fmax - margin)
-        return jnp.where(out, lo, mid), jnp.where(out, mid, hi)
+    One loop evaluates ``path`` once per turn (DOUBLINGS doublings, then
+    BISECTIONS bisections), so that its code, which holds the ridge's second
+    derivatives, is compiled once (a vmapped doubling plus a bisection loop
+    compiled it twice)."""
 
-    lo, hi = jax.lax.fori_loop(0, BISECTIONS, bisect, (lo, hi))
-    return jnp.where(found, hi, r[-1])
+    def below(t):
+        return ~(path(t) > fmax - margin)  # NaN counts as below
+
+    def turn(i, state):
+        found, lo, hi = state
+        doubling = i < DOUBLINGS
+        r = 2.0 ** jnp.minimum(i, DOUBLINGS - 1).astype(float)
+        t = jnp.where(doubling, r, 0.5 * (lo + hi))
+        out = below(t)
+        # doubling: the first distance below brackets the edge with the one before
+        first = doubling & ~found & out
+        lo_d = jnp.where(first, jnp.where(i > 0, r / 2.0, 0.0), lo)
+        hi_d = jnp.where(first, r, hi)
+        # bisection: keep the half that holds the edge
+        lo_b = jnp.where(out, lo, t)
+        hi_b = jnp.where(out, t, hi)
+        return (
+            found | first,
+            jnp.where(doubling, lo_d, lo_b),
+            jnp.where(doubling, hi_d, hi_b),
+        )
+
+    last = 2.0 ** (DOUBLINGS - 1)
+    init = (jnp.asarray(False), jnp.asarray(0.0), jnp.asarray(last))
+    found, _, hi = jax.lax.fori_loop(0, DOUBLINGS + BISECTIONS, turn, init)
+    return jnp.where(found, hi, last)
 
 
 def _cond_mode(g) -> jax.Array:
     """The maximiser of a scalar function ``g`` of one whitened coordinate, by
     ``RIDGE_STEPS`` Newton steps from 0 (gradient steps where g'' >= 0), each
     capped at ``MAX_STEP`` whitened units."""
-    d1, d2 = jax.grad(g), jax.grad(jax.grad(g))
+    d1 = jax.grad(g)
 
     def step(_, w):
-        a, b = d1(w), d2(w)
+        a, b = jax.jvp(d1, (w,), (jnp.ones_like(w),))  # g' and g'' in one pass
         delta = jnp.where(b < 0, -a / jnp.where(b < 0, b, -1.0), a)
         delta = jnp.where(jnp.isfinite(delta), delta, 0.0)
         return w + jnp.clip(delta, -MAX_STEP, MAX_STEP)
@@ -356,16 +374,19 @@ def _program(g: int, chains: int, draws: int, num_classes: int):
             return stations, jax.vmap(ridge_at)(stations)
 
         def edges():  # +w0, +w1, -w0, -w1; the w1 half-axes on the ridge
-            signs = jnp.array([1.0, -1.0])
-            across = jax.vmap(
-                lambda sg: _edge(lambda t: f(at(jnp.stack([sg * t, 0.0]))), fmax, margin)
-            )(signs)
-            along = jax.vmap(
-                lambda sg: _edge(
-                    lambda t: f(at(jnp.stack([ridge_at(sg * t), sg * t]))), fmax, margin
-                )
-            )(signs)
-            return jnp.stack([across[0], along[0], across[1], along[1]])
+            # one vmapped edge search over the four half-axes: one copy of its code
+            along = jnp.array([0.0, 1.0, 0.0, 1.0])
+            signs = jnp.array([1.0, 1.0, -1.0, -1.0])
+
+            def half_axis(sg, al):
+                def path(t):
+                    w1 = al * sg * t
+                    w0 = jnp.where(al > 0, ridge_at(w1), sg * t)
+                    return f(at(jnp.stack([w0, w1])))
+
+                return _edge(path, fmax, margin)
+
+            return jax.vmap(half_axis)(signs, along)
 
         reach = edges()
         lo, hi = -reach[dims:], reach[:dims]
@@ -396,7 +417,9 @@ def _program(g: int, chains: int, draws: int, num_classes: int):
             return i + 1, jnp.any(out), lo, hi, stations, ridge, xc, logc, namedc
 
         k = spec.loc.shape[-1]
-        init = (jnp.asarray(0), jnp.asarray(True), lo, hi, *make_ridge(lo, hi))
+        # the first round computes the ridge: zeros hold its place in the carry
+        placeholder = (jnp.zeros(RIDGE_STATIONS), jnp.zeros(RIDGE_STATIONS))
+        init = (jnp.asarray(0), jnp.asarray(True), lo, hi, *placeholder)
         init = init + (jnp.zeros((n_c, dims)), jnp.zeros(n_c))
         init = init + (jnp.zeros((n_c, k)),)
         _, _, lo, hi, stations, ridge, xc, logc, namedc = jax.lax.while_loop(
