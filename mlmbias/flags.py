@@ -14,6 +14,7 @@ NOT_CONVERGED = 16  # MCMC: R-hat / ESS thresholds not met
 DIVERGENT = 32  # MCMC: divergent transitions
 NONFINITE = 64  # the estimate or its SE is not finite
 OPTIMIZER = 128  # the REML/ML profile optimisation did not meet its tolerance
+SAMPLER_DISAGREES = 256  # MCMC: posterior mean off the exact (grid) one (sampler_error)
 
 NAMES = {
     SINGLETON_GROUP: "singleton_group",
@@ -24,6 +25,7 @@ NAMES = {
     DIVERGENT: "divergent",
     NONFINITE: "nonfinite",
     OPTIMIZER: "optimizer",
+    SAMPLER_DISAGREES: "sampler_disagrees",
 }
 
 
@@ -48,6 +50,10 @@ EXPLANATIONS = {
     "could not be computed on these data",
     OPTIMIZER: "the REML/ML optimisation of the variance ratio (random slopes: of the "
     "relative covariance factor) did not meet its tolerance",
+    SAMPLER_DISAGREES: "with sampler_error = true: some posterior mean of the MCMC run "
+    "is more than sampler_error_max posterior SDs from the exact one (the grid's), so "
+    "the chains missed part of the posterior (a second mode, say) although their R-hat "
+    "looked fine",
 }
 
 

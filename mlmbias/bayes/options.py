@@ -47,6 +47,9 @@ sampler_error      false           nuts, chees: also integrate each replication'
                                    coefficient's row (NaN where the grid's own check
                                    fails, and for the random-slope models); the
                                    report's summary gains its mean and RMS
+sampler_error_max  0.25            with sampler_error: a replication any of whose
+                                   |sampler_error| exceeds this is not converged
+                                   (flag SAMPLER_DISAGREES)
 prior_*            see priors.py   prior locations and scales
 =================  ==============  ==================================================
 
@@ -107,6 +110,7 @@ class BayesSettings:
     chees_draws: int = 250
     chees_nrhat_max: float = 1.01
     sampler_error: bool = False
+    sampler_error_max: float = 0.25
     priors: Priors = field(default_factory=Priors)
 
 
@@ -134,6 +138,7 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         "chees_draws",
         "chees_nrhat_max",
         "sampler_error",
+        "sampler_error_max",
     }
     for key in options:
         if key not in known and not key.startswith("prior_"):
@@ -157,6 +162,10 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
                 f"'sampler_error' must be true or false, got {options['sampler_error']!r}"
             )
         out["sampler_error"] = options["sampler_error"]
+    if "sampler_error_max" in options:
+        out["sampler_error_max"] = check_number(
+            "sampler_error_max", options["sampler_error_max"], 0.0, math.inf, open_low=True
+        )
     if "dense_mass" in options:
         if not isinstance(options["dense_mass"], bool):
             raise ConfigError(f"'dense_mass' must be true or false, got {options['dense_mass']!r}")

@@ -132,6 +132,50 @@ def test_nuts_agrees_with_the_grid():
         settings_from_options({"sampler_error": 1})
 
 
+def test_a_sampler_off_the_exact_posterior_is_flagged():
+    """``sampler_error``'s verdict: rows whose posterior means sit 0.1 and 0.2 SD
+    from the grid's exact ones stay converged, a replication 0.4 SD off in one
+    coefficient is not converged and carries SAMPLER_DISAGREES in every row (its
+    chains missed part of the posterior), and the bound is ``sampler_error_max``."""
+    from mlmbias import flags
+    from mlmbias.bayes.methods import _EXACT_CHAINS, _EXACT_DRAWS, _EXACT_GRID, add_sampler_error
+
+    batch = make_batch("bayes-mundlak", SEED_DGP, 23, np.arange(4))
+    exact_run = {"grid_size": _EXACT_GRID, "chains": _EXACT_CHAINS, "draws": _EXACT_DRAWS}
+    settings = settings_from_options({"engine": "grid", **exact_run})  # its compiled program
+    exact = np.asarray(
+        sample_grid("mundlak", batch.keys, batch.stats, settings).diagnostics["coef_mean"]
+    )
+
+    def rows(shift_beta, shift_contextual):
+        out = {}
+        for key, slot, shift in (
+            (("beta", "x0"), 1, shift_beta),
+            (("contextual", "x0"), 2, shift_contextual),
+        ):
+            out[key] = {
+                "estimate": exact[:, slot] + 2.0 * np.asarray(shift),
+                "se": np.full(4, 2.0),
+                "converged": np.ones(4, bool),
+                "flag": np.zeros(4, np.int64),
+            }
+        return out
+
+    out = rows([0.1, -0.2, 0.0, 0.1], [0.0, 0.1, -0.4, 0.0])
+    add_sampler_error("mundlak", batch, settings_from_options({}), out)
+    for cols in out.values():
+        assert cols["converged"].tolist() == [True, True, False, True]
+        assert (cols["flag"] == [0, 0, flags.SAMPLER_DISAGREES, 0]).all()
+    np.testing.assert_allclose(
+        out[("contextual", "x0")]["sampler_error"], [0, 0.1, -0.4, 0], atol=1e-9
+    )
+    relaxed = rows([0.1, -0.2, 0.0, 0.1], [0.0, 0.1, -0.4, 0.0])
+    add_sampler_error("mundlak", batch, settings_from_options({"sampler_error_max": 0.5}), relaxed)
+    assert all(cols["converged"].all() for cols in relaxed.values())
+    with pytest.raises(ConfigError, match="sampler_error_max"):
+        settings_from_options({"sampler_error_max": 0})
+
+
 def _covariate_batch(method: str, reps: int = 2) -> Batch:
     rng = np.random.default_rng(7)
     sizes = np.array([3, 5, 2, 4, 6, 3, 5, 4, 2, 6])
