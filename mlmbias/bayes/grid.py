@@ -428,6 +428,16 @@ def _program(g: int, chains: int, draws: int, num_classes: int):
         mean_c, sd_c, named_c, _ = _moments(logc, xc, namedc)
         centres, h, x, logd, named = grid(g, lo, hi, stations, ridge)
         mean, sd, named_mean, mass = _moments(logd, x, named)
+
+        def named_variance(xx):  # Var(readout theta | u): theta's Gaussian conditional
+            sigma, sigma_a, _ = C.scales(spec, xx)
+            cov = C.coefficient_covariance(C.coefficient_posterior(spec, cs, sigma, sigma_a))
+            return jnp.diag(spec.readout @ cov @ spec.readout.T)
+
+        # exact posterior SDs: E[Var(. | u)] + Var(E[. | u]) over the cells' masses
+        named_sd_exact = jnp.sqrt(
+            mass @ jax.vmap(named_variance)(x) + mass @ (named - named_mean[None, :]) ** 2
+        )
         edge_mass = jnp.sum(jnp.where(jnp.any(_faces(g, dims), axis=1), mass, 0.0))
 
         # draws: cells by their log-linear mass, the position inside by the tilt
@@ -491,6 +501,7 @@ def _program(g: int, chains: int, draws: int, num_classes: int):
             "u_mean": _sampled(mean, spec),
             "u_sd": _sampled(sd, spec),
             "coef_mean": named_mean,
+            "coef_sd": named_sd_exact,
         }
         return values, check, diag
 

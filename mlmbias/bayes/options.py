@@ -49,7 +49,10 @@ sampler_error      false           nuts, chees: also integrate each replication'
                                    report's summary gains its mean and RMS
 sampler_error_max  0.25            with sampler_error: a replication any of whose
                                    |sampler_error| exceeds this is not converged
-                                   (flag SAMPLER_DISAGREES)
+                                   (flag SAMPLER_DISAGREES) ...
+sampler_sd_tol     0.2             ... nor one with a posterior SD off the exact one
+                                   by more than a factor 1 + this (the rows' column
+                                   sampler_sd_ratio)
 prior_*            see priors.py   prior locations and scales
 =================  ==============  ==================================================
 
@@ -111,6 +114,7 @@ class BayesSettings:
     chees_nrhat_max: float = 1.01
     sampler_error: bool = False
     sampler_error_max: float = 0.25
+    sampler_sd_tol: float = 0.2
     priors: Priors = field(default_factory=Priors)
 
 
@@ -139,6 +143,7 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
         "chees_nrhat_max",
         "sampler_error",
         "sampler_error_max",
+        "sampler_sd_tol",
     }
     for key in options:
         if key not in known and not key.startswith("prior_"):
@@ -165,6 +170,10 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
     if "sampler_error_max" in options:
         out["sampler_error_max"] = check_number(
             "sampler_error_max", options["sampler_error_max"], 0.0, math.inf, open_low=True
+        )
+    if "sampler_sd_tol" in options:
+        out["sampler_sd_tol"] = check_number(
+            "sampler_sd_tol", options["sampler_sd_tol"], 0.0, math.inf, open_low=True
         )
     if "dense_mass" in options:
         if not isinstance(options["dense_mass"], bool):

@@ -134,46 +134,55 @@ def test_nuts_agrees_with_the_grid():
 
 def test_a_sampler_off_the_exact_posterior_is_flagged():
     """``sampler_error``'s verdict: rows whose posterior means sit 0.1 and 0.2 SD
-    from the grid's exact ones stay converged, a replication 0.4 SD off in one
-    coefficient is not converged and carries SAMPLER_DISAGREES in every row (its
-    chains missed part of the posterior), and the bound is ``sampler_error_max``."""
+    from the grid's exact ones, with SDs within 10%, stay converged; a replication
+    0.4 SD off in one coefficient, or with an SD 0.7 of the exact one, is not
+    converged and carries SAMPLER_DISAGREES in every row (its chains missed part
+    of the posterior); the bounds are ``sampler_error_max`` and ``sampler_sd_tol``.
+    The exact SDs are checked against the grid's own draws."""
     from mlmbias import flags
     from mlmbias.bayes.methods import _EXACT_CHAINS, _EXACT_DRAWS, _EXACT_GRID, add_sampler_error
 
-    batch = make_batch("bayes-mundlak", SEED_DGP, 23, np.arange(4))
+    batch = make_batch("bayes-mundlak", SEED_DGP, 23, np.arange(5))
     exact_run = {"grid_size": _EXACT_GRID, "chains": _EXACT_CHAINS, "draws": _EXACT_DRAWS}
     settings = settings_from_options({"engine": "grid", **exact_run})  # its compiled program
-    exact = np.asarray(
-        sample_grid("mundlak", batch.keys, batch.stats, settings).diagnostics["coef_mean"]
-    )
+    diag = sample_grid("mundlak", batch.keys, batch.stats, settings).diagnostics
+    mean, sd = np.asarray(diag["coef_mean"]), np.asarray(diag["coef_sd"])
+    draws = sample_grid("mundlak", batch.keys, batch.stats, settings_from_options({**GRID}))
+    for slot, key in ((1, ("beta", "x0")), (2, ("contextual", "x0"))):
+        # 1000 nearly independent draws: their SD is within 15% (> 4 SEs) of the exact one
+        np.testing.assert_allclose(
+            draws.get(*key).reshape(5, -1).std(axis=1), sd[:, slot], rtol=0.15
+        )
 
-    def rows(shift_beta, shift_contextual):
+    def rows(shift, scale):
         out = {}
-        for key, slot, shift in (
-            (("beta", "x0"), 1, shift_beta),
-            (("contextual", "x0"), 2, shift_contextual),
-        ):
+        for slot, key in ((1, ("beta", "x0")), (2, ("contextual", "x0"))):
             out[key] = {
-                "estimate": exact[:, slot] + 2.0 * np.asarray(shift),
-                "se": np.full(4, 2.0),
-                "converged": np.ones(4, bool),
-                "flag": np.zeros(4, np.int64),
+                "estimate": mean[:, slot] + np.asarray(shift[key[0]]) * sd[:, slot],
+                "se": sd[:, slot] * np.asarray(scale[key[0]]),
+                "converged": np.ones(5, bool),
+                "flag": np.zeros(5, np.int64),
             }
         return out
 
-    out = rows([0.1, -0.2, 0.0, 0.1], [0.0, 0.1, -0.4, 0.0])
+    shift = {"beta": [0.1, -0.2, 0.0, 0.1, 0.0], "contextual": [0.0, 0.1, -0.4, 0.0, 0.0]}
+    scale = {"beta": [1.0, 1.1, 1.0, 0.95, 0.7], "contextual": [1.0, 1.0, 1.0, 1.0, 1.0]}
+    out = rows(shift, scale)
     add_sampler_error("mundlak", batch, settings_from_options({}), out)
     for cols in out.values():
-        assert cols["converged"].tolist() == [True, True, False, True]
-        assert (cols["flag"] == [0, 0, flags.SAMPLER_DISAGREES, 0]).all()
+        assert cols["converged"].tolist() == [True, True, False, True, False]
+        assert (cols["flag"] == [0, 0, flags.SAMPLER_DISAGREES, 0, flags.SAMPLER_DISAGREES]).all()
     np.testing.assert_allclose(
-        out[("contextual", "x0")]["sampler_error"], [0, 0.1, -0.4, 0], atol=1e-9
+        out[("contextual", "x0")]["sampler_error"], [0, 0.1, -0.4, 0, 0], atol=1e-9
     )
-    relaxed = rows([0.1, -0.2, 0.0, 0.1], [0.0, 0.1, -0.4, 0.0])
-    add_sampler_error("mundlak", batch, settings_from_options({"sampler_error_max": 0.5}), relaxed)
+    np.testing.assert_allclose(out[("beta", "x0")]["sampler_sd_ratio"], scale["beta"], rtol=1e-12)
+    relaxed = rows(shift, scale)
+    options = {"sampler_error_max": 0.5, "sampler_sd_tol": 0.5}
+    add_sampler_error("mundlak", batch, settings_from_options(options), relaxed)
     assert all(cols["converged"].all() for cols in relaxed.values())
-    with pytest.raises(ConfigError, match="sampler_error_max"):
-        settings_from_options({"sampler_error_max": 0})
+    for bad in ({"sampler_error_max": 0}, {"sampler_sd_tol": -1}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            settings_from_options(bad)
 
 
 def _covariate_batch(method: str, reps: int = 2) -> Batch:
