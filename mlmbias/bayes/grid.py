@@ -90,6 +90,10 @@ replaces R-hat and ESS in ``converged``):
 * ``mode_ok``: the Newton iteration converged (see 1).
 * ``accept``: the independence Metropolis-Hastings acceptance rate per chain
   (also ``Draws.accept_prob``); informative, not part of the check.
+* ``u_mean``, ``u_sd``, ``coef_mean``, ``coef_sd``: the exact posterior means
+  and SDs of u and of the reported quantities from the cells' masses (the
+  coefficients' SDs as E[Var(. | u)] + Var(E[. | u]), Var(. | u) from theta's
+  Gaussian conditional); ``sampler_error`` compares an MCMC run with them.
 
 ``checks = mode_ok & edge_mass <= grid_edge_tol & refine_change <=
 grid_refine_tol`` and every draw finite. ``divergences`` is 0, ``step_size``
