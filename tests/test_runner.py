@@ -252,7 +252,9 @@ def test_two_cpu_devices_give_the_same_numbers(tmp_path):
         env = {
             **os.environ,
             "PYTHONPATH": str(TESTS),
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+            # the suite's flags (its optimisation level) and n host devices
+            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+            f"--xla_force_host_platform_device_count={n}",
         }
         out = tmp_path / f"dev{n}"
         proc = subprocess.run(
