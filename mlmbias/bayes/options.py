@@ -82,9 +82,10 @@ ENGINES = ("nuts", "grid", "chees")
 def default_batch_size(backend: str | None = None, engine: str = "nuts") -> int:
     """Replications per batch: moderate on CPU for the samplers (the batch waits
     for its longest trajectory: 16 from bench/RESULTS.md's sweep), 64 for the
-    grid, which waits for nothing and gains from width (128 to 300 posteriors/s
-    from batches of 16 to 64-128 at R = 10 and 50, bench/bench_grid.py's
-    batched side, 2026-11-29), large on accelerators (which need width to be busy)."""
+    grid, which waits for nothing and gains from width (bench_bayes.batched on
+    256 replications, 2026-11-29: 200-213 posteriors/s in batches of 16,
+    245-300 in batches of 64 to 256 at R = 10 and 50), large on accelerators
+    (which need width to be busy)."""
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return 256
