@@ -23,6 +23,13 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def check_bool(key: str, value: Any) -> bool:
+    """``value`` if it is true or false (not 0 or 1), else a ConfigError."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+    return value
+
+
 def check_integer(key: str, value: Any, low: int, high: int | None = None) -> int:
     """``value`` if it is an integer in [low, high], else a ConfigError."""
     if not is_integer(value) or value < low:

@@ -72,7 +72,7 @@ from typing import Any
 import jax
 
 from mlmbias.bayes.priors import Priors, priors_from_options
-from mlmbias.checks import check_integer, check_number
+from mlmbias.checks import check_bool, check_integer, check_number
 from mlmbias.errors import ConfigError
 
 COLLAPSE_MODES = ("coefficients", "intercepts")
@@ -163,11 +163,7 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
     if "draws" in options:
         out["draws"] = check_integer("draws", options["draws"], 4)
     if "sampler_error" in options:
-        if not isinstance(options["sampler_error"], bool):
-            raise ConfigError(
-                f"'sampler_error' must be true or false, got {options['sampler_error']!r}"
-            )
-        out["sampler_error"] = options["sampler_error"]
+        out["sampler_error"] = check_bool("sampler_error", options["sampler_error"])
     if "sampler_error_max" in options:
         out["sampler_error_max"] = check_number(
             "sampler_error_max", options["sampler_error_max"], 0.0, math.inf, open_low=True
@@ -177,9 +173,7 @@ def settings_from_options(options: Mapping[str, Any] | None) -> BayesSettings:
             "sampler_sd_tol", options["sampler_sd_tol"], 0.0, math.inf, open_low=True
         )
     if "dense_mass" in options:
-        if not isinstance(options["dense_mass"], bool):
-            raise ConfigError(f"'dense_mass' must be true or false, got {options['dense_mass']!r}")
-        out["dense_mass"] = options["dense_mass"]
+        out["dense_mass"] = check_bool("dense_mass", options["dense_mass"])
     batch = options.get("batch_size")
     out["batch_size"] = (
         default_batch_size(engine=out.get("engine", "nuts"))
