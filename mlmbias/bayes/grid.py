@@ -350,10 +350,11 @@ def _program(g: int, chains: int, draws: int, num_classes: int):
         cs = C.class_sums(rd, ids, num_classes)
         centre, var0, _ = _initial(rd, cs, spec, "coefficients")
 
-        def point(x):
+        def point(x):  # log density, E and Var of the read-out theta given u = x
             sigma, sigma_a, lp = C.scales(spec, x)
             post = C.coefficient_posterior(spec, cs, sigma, sigma_a)
-            return lp + post.log_marginal, spec.readout @ post.mean
+            cov = spec.readout @ C.coefficient_covariance(post) @ spec.readout.T
+            return lp + post.log_marginal, spec.readout @ post.mean, jnp.diag(cov)
 
         def f(x):
             return point(x)[0]
@@ -399,8 +400,8 @@ def _program(g: int, chains: int, draws: int, num_classes: int):
             centres, h = _axes(_to_z(lo), _to_z(hi), size)
             z = _points(centres)
             x = at(shear(_to_w(z), stations, ridge))
-            logd, named = jax.vmap(point)(x)
-            return centres, h, x, logd + _log_jacobian(z), named
+            logd, named, named_var = jax.vmap(point)(x)
+            return centres, h, x, logd + _log_jacobian(z), named, named_var
 
         # widen the box where the posterior leaves it: a face of the G/2 grid whose
         # cells are still above the margin moves out by half the box's width; a
@@ -412,7 +413,7 @@ def _program(g: int, chains: int, draws: int, num_classes: int):
         def widen(carry):
             i, _, lo, hi = carry[:4]
             stations, ridge = make_ridge(lo, hi)
-            _, _, xc, logc, namedc = grid(g // 2, lo, hi, stations, ridge)
+            _, _, xc, logc, namedc, _ = grid(g // 2, lo, hi, stations, ridge)
             top = jnp.max(jnp.where(face_c, logc[:, None], -jnp.inf), axis=0)
             out = ~(top < fmax - margin) & (i < WIDEN_ROUNDS)  # lower faces, then upper
             step = 0.5 * (hi - lo)
@@ -430,18 +431,10 @@ def _program(g: int, chains: int, draws: int, num_classes: int):
             lambda c: c[1], widen, init
         )
         mean_c, sd_c, named_c, _ = _moments(logc, xc, namedc)
-        centres, h, x, logd, named = grid(g, lo, hi, stations, ridge)
+        centres, h, x, logd, named, named_var = grid(g, lo, hi, stations, ridge)
         mean, sd, named_mean, mass = _moments(logd, x, named)
-
-        def named_variance(xx):  # Var(readout theta | u): theta's Gaussian conditional
-            sigma, sigma_a, _ = C.scales(spec, xx)
-            cov = C.coefficient_covariance(C.coefficient_posterior(spec, cs, sigma, sigma_a))
-            return jnp.diag(spec.readout @ cov @ spec.readout.T)
-
         # exact posterior SDs: E[Var(. | u)] + Var(E[. | u]) over the cells' masses
-        named_sd_exact = jnp.sqrt(
-            mass @ jax.vmap(named_variance)(x) + mass @ (named - named_mean[None, :]) ** 2
-        )
+        named_sd_exact = jnp.sqrt(mass @ named_var + mass @ (named - named_mean[None, :]) ** 2)
         edge_mass = jnp.sum(jnp.where(jnp.any(_faces(g, dims), axis=1), mass, 0.0))
 
         # draws: cells by their log-linear mass, the position inside by the tilt
