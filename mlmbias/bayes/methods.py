@@ -197,8 +197,8 @@ def fit_model(
     return out
 
 
-# the grid run behind ``sampler_error``: only its cell-mass means are used (1 x 100
-# draws); 64 cells a side, where the default 32 fails its own refinement check on 8%
+# the grid run behind ``sampler_error``: only its cell-mass means and SDs are used
+# (1 x 100 draws); 64 cells a side, where the default 32 fails its own refinement check on 8%
 # of the seed's confounded bayes-re posteriors at R = 10-200 (narrow second modes in
 # log sigma_a) and 64 on 0.7% (measured on the default study, 2026-11-29)
 _EXACT_CHAINS, _EXACT_DRAWS, _EXACT_GRID = 1, 100, 64
@@ -246,11 +246,11 @@ def add_sampler_error(model: str, batch: Batch, settings, out: dict) -> None:
     off = np.zeros(n, bool)
     for key, cols in out.items():
         sd = np.asarray(cols["se"], float)
-        err = (np.asarray(cols["estimate"], float) - means[:, slots[key]]) / sd
-        cols["sampler_error"] = np.where(ok & (sd > 0), err, np.nan)
+        valid = ok & (sd > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = sd / sds[:, slots[key]]
-            cols["sampler_sd_ratio"] = np.where(ok & (sd > 0), ratio, np.nan)
+            err = (np.asarray(cols["estimate"], float) - means[:, slots[key]]) / sd
+            cols["sampler_error"] = np.where(valid, err, np.nan)
+            cols["sampler_sd_ratio"] = np.where(valid, sd / sds[:, slots[key]], np.nan)
             off |= np.abs(cols["sampler_error"]) > settings.sampler_error_max
             off |= np.abs(np.log(cols["sampler_sd_ratio"])) > np.log1p(settings.sampler_sd_tol)
     for cols in out.values():
