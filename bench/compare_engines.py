@@ -51,7 +51,7 @@ import pandas as pd
 from mlmbias import load_results
 from mlmbias.provenance import environment
 from mlmbias.registry import get_method
-from mlmbias.report.measures import performance
+from mlmbias.report.measures import _mean_se, performance
 from mlmbias.runner import completeness
 from mlmbias.store import part_files, read_manifest
 from mlmbias.study import load_study
@@ -178,8 +178,7 @@ def paired(engine_rows: pd.DataFrame, nuts_rows: pd.DataFrame, k: float) -> list
             if name in ("cover", "sq_error") and not np.isfinite(rec["truth"]):
                 continue
             d = f(g).to_numpy(float)
-            mean = float(d.mean())
-            mcse = float(d.std(ddof=1) / np.sqrt(n))
+            mean, mcse = _mean_se(d)  # the report's mean and MCSE
             t = _t_stat(mean, mcse)
             rec[name] = {"mean": mean, "mcse": mcse, "t": t, "pass": bool(abs(t) <= k)}
         z = ((g.estimate_e - g.estimate_n) / g.se_n).to_numpy(float)
